@@ -459,6 +459,7 @@ FwdProblem validate_fwd(const flashplus_fwd_args& a, bool read_contents) {
   check_size(a.k, "k", a.k.ndim - 1, d, "the head dim of q");
   const int64_t batch = varlen ? a.cu_seqlens_q.sizes[0] - 1 : a.q.sizes[0];
   const int64_t q_rows = varlen ? a.q.sizes[0] : a.q.sizes[1];
+  if (!varlen && !present(a.block_table)) check_size(a.k, "k", 0, batch, "q.size(0) (batch)");
 
   check_operand(a.out, "out", a.q);
   check_same_shape(a.out, "out", a.q, "q");
@@ -526,9 +527,7 @@ BwdProblem validate_bwd(const flashplus_bwd_args& a, bool read_contents) {
   check_size(a.k, "k", a.k.ndim - 1, d, "the head dim of q");
   const int64_t batch = varlen ? a.cu_seqlens_q.sizes[0] - 1 : a.q.sizes[0];
   const int64_t q_rows = varlen ? a.q.sizes[0] : a.q.sizes[1];
-  if (!varlen && a.k.sizes[0] != batch) {
-    check_size(a.k, "k", 0, batch, "batch");
-  }
+  if (!varlen) check_size(a.k, "k", 0, batch, "q.size(0) (batch)");
 
   check_operand(a.dout, "dout", a.q);
   check_same_shape(a.dout, "dout", a.q, "q");
