@@ -1,0 +1,133 @@
+"""Calls into libflashplus: fill an args struct, call, turn a failure status into an exception.
+
+Every tensor crosses as a flashplus_tensor (see _tensor.py); scalars are copied as-is. The
+library validates every argument before doing any work, so an exception raised here means no
+output was written.
+"""
+import contextlib
+import ctypes
+import json
+
+import torch
+
+from . import _lib
+from ._tensor import describe, stream_of
+from .errors import error_for_status
+
+_BUILD_HINT_STATUSES = (_lib.STATUS_UNSUPPORTED, _lib.STATUS_NOT_COMPILED)
+
+
+def build_hint() -> str:
+    """What this build compiled for CUDA and how to build for something else."""
+    try:
+        cuda = json.loads(_lib.build_info_json()).get("backends", {}).get("cuda", {})
+    except ValueError:
+        cuda = {}
+    if not cuda.get("compiled"):
+        have = "this build has no CUDA backend (nvcc was not found when it was built)"
+    else:
+        have = (f"this build has CUDA kernels for archs {cuda.get('archs')}, head dims "
+                f"{cuda.get('head_dims')}, dtypes {cuda.get('dtypes')} (preset "
+                f"{json.loads(_lib.build_info_json()).get('preset')})")
+    return (f"{have}. To build for another GPU or configuration, reinstall from source with nvcc "
+            "on PATH, e.g. `pip install . -C cmake.define.FLASHPLUS_PRESET=full "
+            "-C cmake.define.CMAKE_CUDA_ARCHITECTURES=<sm, e.g. 80>`; "
+            "`python -m flashplus doctor` shows what is compiled")
+
+
+def _device_guard(t: torch.Tensor):
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def _call(fn_name: str, args, device_tensor: torch.Tensor) -> None:
+    lib = _lib.load()
+    with _device_guard(device_tensor):
+        status = getattr(lib, fn_name)(ctypes.byref(args))
+    if status != _lib.STATUS_OK:
+        message = _lib.last_error() or _lib.status_name(status)
+        if status in _BUILD_HINT_STATUSES and device_tensor.device.type == "cuda":
+            message = f"{message}; {build_hint()}"
+        raise error_for_status(status, f"flashplus: {message}")
+
+
+def _set_tensors(args, **tensors) -> None:
+    for name, t in tensors.items():
+        setattr(args, name, describe(t, name))
+
+
+def fwd(q, k, v, out, softmax_lse, s_dmask, *, cu_seqlens_q, cu_seqlens_k, seqused_k, leftpad_k,
+        block_table, alibi_slopes, max_seqlen_q, max_seqlen_k, softmax_scale, softcap, is_causal,
+        window_left, window_right, dropout_p, philox_seed, philox_offset, num_splits):
+    args = _lib.new_args(_lib.FwdArgs)
+    _set_tensors(args, q=q, k=k, v=v, out=out, softmax_lse=softmax_lse, s_dmask=s_dmask,
+                 cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqused_k=seqused_k,
+                 leftpad_k=leftpad_k, block_table=block_table, alibi_slopes=alibi_slopes)
+    args.max_seqlen_q = max_seqlen_q
+    args.max_seqlen_k = max_seqlen_k
+    args.softmax_scale = softmax_scale
+    args.softcap = softcap
+    args.is_causal = int(is_causal)
+    args.window_left = window_left
+    args.window_right = window_right
+    args.dropout_p = dropout_p
+    args.philox_seed = philox_seed
+    args.philox_offset = philox_offset
+    args.num_splits = num_splits
+    args.stream = stream_of(q)
+    _call("flashplus_fwd", args, q)
+
+
+def bwd(dout, q, k, v, out, softmax_lse, dq, dk, dv, softmax_d, *, cu_seqlens_q, cu_seqlens_k,
+        alibi_slopes, max_seqlen_q, max_seqlen_k, softmax_scale, softcap, is_causal, window_left,
+        window_right, dropout_p, philox_seed, philox_offset, deterministic):
+    args = _lib.new_args(_lib.BwdArgs)
+    _set_tensors(args, dout=dout, q=q, k=k, v=v, out=out, softmax_lse=softmax_lse, dq=dq, dk=dk,
+                 dv=dv, softmax_d=softmax_d, cu_seqlens_q=cu_seqlens_q,
+                 cu_seqlens_k=cu_seqlens_k, alibi_slopes=alibi_slopes)
+    args.max_seqlen_q = max_seqlen_q
+    args.max_seqlen_k = max_seqlen_k
+    args.softmax_scale = softmax_scale
+    args.softcap = softcap
+    args.is_causal = int(is_causal)
+    args.window_left = window_left
+    args.window_right = window_right
+    args.dropout_p = dropout_p
+    args.philox_seed = philox_seed
+    args.philox_offset = philox_offset
+    args.deterministic = int(deterministic)
+    args.stream = stream_of(q)
+    _call("flashplus_bwd", args, q)
+
+
+def fwd_kvcache(q, k_cache, v_cache, k_new, v_new, rotary_cos, rotary_sin, cache_seqlens,
+                cache_batch_idx, cache_leftpad, block_table, alibi_slopes, out, softmax_lse, *,
+                softmax_scale, softcap, is_causal, window_left, window_right, rotary_interleaved,
+                num_splits):
+    args = _lib.new_args(_lib.KvcacheArgs)
+    _set_tensors(args, q=q, k_cache=k_cache, v_cache=v_cache, k_new=k_new, v_new=v_new,
+                 rotary_cos=rotary_cos, rotary_sin=rotary_sin, cache_seqlens=cache_seqlens,
+                 cache_batch_idx=cache_batch_idx, cache_leftpad=cache_leftpad,
+                 block_table=block_table, alibi_slopes=alibi_slopes, out=out,
+                 softmax_lse=softmax_lse)
+    args.softmax_scale = softmax_scale
+    args.softcap = softcap
+    args.is_causal = int(is_causal)
+    args.window_left = window_left
+    args.window_right = window_right
+    args.rotary_interleaved = int(rotary_interleaved)
+    args.num_splits = num_splits
+    args.stream = stream_of(q)
+    _call("flashplus_fwd_kvcache", args, q)
+
+
+def combine(out_partials, lse_partials, out, lse):
+    n = len(out_partials)
+    args = _lib.new_args(_lib.CombineArgs)
+    outs = (_lib.Tensor * n)(*[describe(t, f"out_partials[{i}]") for i, t in enumerate(out_partials)])
+    lses = (_lib.Tensor * n)(*[describe(t, f"lse_partials[{i}]") for i, t in enumerate(lse_partials)])
+    args.num_partials = n
+    args.out_partials = outs
+    args.lse_partials = lses
+    _set_tensors(args, out=out, lse=lse)
+    args.stream = stream_of(out)
+    _call("flashplus_combine", args, out)

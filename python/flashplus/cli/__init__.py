@@ -1,0 +1,23 @@
+"""Command line of flashplus. Each subcommand lives in its own module with a `run(args)`."""
+import argparse
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flashplus", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    doctor = sub.add_parser("doctor", help="show the environment and build, self-test each backend")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    bench = sub.add_parser("bench", help="time flashplus against torch SDPA on this machine")
+    bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    bench.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
+    bench.add_argument("--repeats", type=int, default=10)
+    sub.add_parser("demo", help="run a small attention call on each backend and explain it")
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from . import doctor as command
+    elif args.command == "bench":
+        from . import bench as command
+    else:
+        from . import demo as command
+    return command.run(args)
