@@ -3,8 +3,9 @@
 Same contract as the C library (flashplus.h), computed per sequence in float32 with ordinary
 torch ops: slow, simple, and independent of the compiled code, so a wrong answer can be pinned
 on one side. Each function fills the output tensors that ops.py allocated, like the C entry
-points do. The backward pass recomputes the forward under autograd instead of hand-written
-gradients, so it can only be as wrong as the forward.
+points do. The backward recomputes the forward and applies the textbook gradient formulas
+(_attend_grads); it cannot use torch.autograd because it runs inside a custom op, below torch's
+autograd dispatch.
 """
 import math
 from typing import List, Optional
@@ -26,15 +27,18 @@ def _slopes_row(alibi_slopes, b: int):
 
 def _attend(q, k, v, *, scale, softcap, window_left, window_right, slopes, dropout=None):
     """One sequence. q (s_q, h_q, d), k/v (s_k, h_k, d), float32.
-    Returns out (s_q, h_q, d), lse (h_q, s_q) and the signed probabilities (h_q, s_q, s_k)."""
+    Returns out (s_q, h_q, d), lse (h_q, s_q), the signed probabilities (h_q, s_q, s_k), and
+    what the backward needs: (p, dropped p, tanh of the capped logits or None)."""
     s_q, h_q, _ = q.shape
     s_k, h_k, _ = k.shape
     group = h_q // h_k
     k = k.repeat_interleave(group, dim=1)
     v = v.repeat_interleave(group, dim=1)
     x = torch.einsum("ihd,jhd->hij", q, k) * scale
+    capped = None
     if softcap > 0:
-        x = softcap * torch.tanh(x / softcap)
+        capped = torch.tanh(x / softcap)
+        x = softcap * capped
     i = torch.arange(s_q, device=q.device).view(s_q, 1)
     j = torch.arange(s_k, device=q.device).view(1, s_k)
     diag = i + s_k - s_q  # the key column aligned with query row i
@@ -53,13 +57,39 @@ def _attend(q, k, v, *, scale, softcap, window_left, window_right, slopes, dropo
     p = e / torch.where(total == 0, torch.ones_like(total), total)
     lse = (row_max + torch.log(total)).squeeze(-1)
     lse = torch.where(total.squeeze(-1) == 0, torch.full_like(lse, float("inf")), lse)
-    signed = p
+    signed, dropped = p, p
     if dropout is not None:
         keep, dropout_p = dropout
-        p = torch.where(keep, p / (1.0 - dropout_p), torch.zeros_like(p))
-        signed = torch.where(keep, signed, -signed)
-    out = torch.einsum("hij,jhd->ihd", p, v)
-    return out, lse, signed
+        dropped = torch.where(keep, p / (1.0 - dropout_p), torch.zeros_like(p))
+        signed = torch.where(keep, p, -p)
+    out = torch.einsum("hij,jhd->ihd", dropped, v)
+    return out, lse, signed, (p, dropped, capped)
+
+
+def _attend_grads(q, k, v, dout, out, saved, *, scale, softcap, dropout):
+    """Gradients of _attend for one sequence, written out (no autograd: this runs inside a
+    custom op, below torch's autograd dispatch). dout/out (s_q, h_q, d) float32."""
+    p, dropped, capped = saved
+    h_q, h_k = q.shape[1], k.shape[1]
+    group = h_q // h_k
+    k_rep = k.repeat_interleave(group, dim=1)
+    v_rep = v.repeat_interleave(group, dim=1)
+    dv = torch.einsum("hij,ihd->jhd", dropped, dout)
+    dp = torch.einsum("ihd,jhd->hij", dout, v_rep)
+    if dropout is not None:
+        keep, dropout_p = dropout
+        dp = torch.where(keep, dp / (1.0 - dropout_p), torch.zeros_like(dp))
+    row_dot = (dout * out).sum(-1).transpose(0, 1).unsqueeze(-1)  # (h_q, s_q, 1)
+    ds = p * (dp - row_dot)
+    if capped is not None:
+        ds = ds * (1 - capped * capped)
+    dq = torch.einsum("hij,jhd->ihd", ds, k_rep) * scale
+    dk = torch.einsum("hij,ihd->jhd", ds, q) * scale
+
+    def fold(g):  # sum the query heads of each GQA group onto their key head
+        return g.reshape(g.shape[0], h_k, group, g.shape[-1]).sum(2)
+
+    return dq, fold(dk), fold(dv)
 
 
 class _Layout:
@@ -121,7 +151,7 @@ def fwd(q, k, v, out, softmax_lse, s_dmask, *, cu_seqlens_q, cu_seqlens_k, sequs
         qb = layout.q_rows(q, b).float()
         kb, vb = layout.k_rows(k, b).float(), layout.k_rows(v, b).float()
         s_q, h_q, s_k = qb.shape[0], qb.shape[1], kb.shape[0]
-        o, lse, p = _attend(
+        o, lse, p, _ = _attend(
             qb, kb, vb, scale=softmax_scale, softcap=softcap, window_left=window_left,
             window_right=window_right, slopes=_slopes_row(alibi_slopes, b),
             dropout=_dropout_for(dropout_p, philox_seed, philox_offset, b, h_q, s_q, s_k, q.device))
@@ -141,18 +171,16 @@ def bwd(dout, q, k, v, out, softmax_lse, dq, dk, dv, softmax_d, *, cu_seqlens_q,
     dk.zero_()
     dv.zero_()
     for b in range(layout.batch):
-        with torch.enable_grad():
-            qb = layout.q_rows(q, b).float().requires_grad_()
-            kb = layout.k_rows(k, b).float().requires_grad_()
-            vb = layout.k_rows(v, b).float().requires_grad_()
-            s_q, h_q, s_k = qb.shape[0], qb.shape[1], kb.shape[0]
-            o, _, _ = _attend(
-                qb, kb, vb, scale=softmax_scale, softcap=softcap, window_left=window_left,
-                window_right=window_right, slopes=_slopes_row(alibi_slopes, b),
-                dropout=_dropout_for(dropout_p, philox_seed, philox_offset, b, h_q, s_q, s_k,
-                                     q.device))
-            do = layout.q_rows(dout, b).float()
-            gq, gk, gv = torch.autograd.grad(o, (qb, kb, vb), do, allow_unused=True)
+        qb = layout.q_rows(q, b).float()
+        kb, vb = layout.k_rows(k, b).float(), layout.k_rows(v, b).float()
+        s_q, h_q, s_k = qb.shape[0], qb.shape[1], kb.shape[0]
+        dropout = _dropout_for(dropout_p, philox_seed, philox_offset, b, h_q, s_q, s_k, q.device)
+        o, _, _, saved = _attend(
+            qb, kb, vb, scale=softmax_scale, softcap=softcap, window_left=window_left,
+            window_right=window_right, slopes=_slopes_row(alibi_slopes, b), dropout=dropout)
+        do = layout.q_rows(dout, b).float()
+        gq, gk, gv = _attend_grads(qb, kb, vb, do, o, saved, scale=softmax_scale,
+                                   softcap=softcap, dropout=dropout)
         layout.q_rows(dq, b).copy_(gq)
         layout.k_rows(dk, b).copy_(gk)
         layout.k_rows(dv, b).copy_(gv)
@@ -221,7 +249,7 @@ def fwd_kvcache(q, k_cache, v_cache, k_new, v_new, rotary_cos, rotary_sin, cache
         for cache in (k_cache, v_cache):
             base, index = cache_rows(cache, start, c + s_new)
             keys.append(base[index].float())
-        o, lse, _ = _attend(qb, keys[0], keys[1], scale=softmax_scale, softcap=softcap,
+        o, lse, _, _ = _attend(qb, keys[0], keys[1], scale=softmax_scale, softcap=softcap,
                             window_left=window_left, window_right=window_right,
                             slopes=_slopes_row(alibi_slopes, b))
         out[b].copy_(o)
