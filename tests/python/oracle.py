@@ -119,3 +119,20 @@ def assert_close(name, actual, oracle, baseline, atol):
 
 
 ATOL = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def rotary(x, cos, sin, positions, interleaved, dtype=torch.float64):
+    """Rotary embedding of x (s, h, d) at integer positions (s,), on 2 * cos.shape[1] features."""
+    half = cos.shape[1]
+    x = x.to(dtype).clone()
+    c = cos.to(dtype)[positions].unsqueeze(1)
+    s = sin.to(dtype)[positions].unsqueeze(1)
+    if interleaved:
+        even, odd = x[..., 0:2 * half:2].clone(), x[..., 1:2 * half:2].clone()
+        x[..., 0:2 * half:2] = even * c - odd * s
+        x[..., 1:2 * half:2] = even * s + odd * c
+    else:
+        first, second = x[..., :half].clone(), x[..., half:2 * half].clone()
+        x[..., :half] = first * c - second * s
+        x[..., half:2 * half] = first * s + second * c
+    return x
