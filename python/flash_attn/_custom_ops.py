@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import torch
 
 from flashplus import _rng, ops
+from flashplus.errors import InvalidArgumentError
 from flashplus._torch_library import custom_op as _custom_op
 from flashplus._torch_library import op_handle as _op_handle
 from flashplus._torch_library import register_fake as _register_fake
@@ -35,7 +36,8 @@ def _stored_rng(dropout_p: float, rng_state: Optional[torch.Tensor]):
     if dropout_p <= 0:
         return 0, 0
     if rng_state is None:
-        raise ValueError("rng_state: required when dropout_p > 0 (pass the forward's rng_state)")
+        raise InvalidArgumentError(
+            "rng_state: required when dropout_p > 0 (pass the forward's rng_state)")
     return _rng.from_state(rng_state)
 
 
@@ -100,6 +102,10 @@ def _flash_attn_varlen_forward(
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Varlen forward. q (total_q, h_q, d), k/v (total_k, h_k, d) or paged with block_table.
     Returns (out, softmax_lse (h_q, total_q) fp32, S_dmask or empty, rng_state int64 (2,))."""
+    if block_table is not None and dropout_p > 0:
+        # flash-attn's rule: a paged KV cache is for inference, where dropout has no place.
+        raise InvalidArgumentError(
+            f"dropout_p: must be 0 with a paged KV cache (block_table), got {dropout_p}")
     seed, offset, rng_state = _new_rng(dropout_p, q.device)
     out = torch.zeros_like(q, memory_format=torch.contiguous_format) if zero_tensors else None
     out, lse, s_dmask = ops.fwd(
