@@ -44,6 +44,21 @@ def maybe_contiguous(x):
     return x.contiguous() if x is not None and x.stride(-1) != 1 else x
 
 
+def _distinct(*tensors):
+    """The same tensor passed twice (q is k, cu_seqlens_q is cu_seqlens_k) becomes a view:
+    torch.compile cannot trace an autograd.Function given one tensor as two inputs, and
+    autograd still sums both gradients into the original."""
+    seen = set()
+    result = []
+    for t in tensors:
+        if isinstance(t, torch.Tensor):
+            if id(t) in seen:
+                t = t.view_as(t)
+            seen.add(id(t))
+        result.append(t)
+    return result
+
+
 def _window(window_size) -> Tuple[int, int]:
     if not isinstance(window_size, (tuple, list)) or len(window_size) != 2:
         raise InvalidArgumentError(
@@ -293,6 +308,7 @@ def flash_attn_kvpacked_func(
     return_attn_probs=False,
 ):
     """Attention of q (b, s_q, h_q, d) over packed kv (b, s_k, 2, h_k, d); see flash_attn_func."""
+    q, kv = _distinct(q, kv)
     return FlashAttnKVPackedFunc.apply(q, kv, dropout_p, softmax_scale, causal, window_size,
                                        softcap, alibi_slopes, deterministic, return_attn_probs)
 
@@ -324,6 +340,7 @@ def flash_attn_func(
     S_dmask): the probabilities, negative where dropped (filled only when dropout_p > 0).
     A query row that sees no key gets out = 0 and softmax_lse = +inf.
     """
+    q, k, v = _distinct(q, k, v)
     return FlashAttnFunc.apply(q, k, v, dropout_p, softmax_scale, causal, window_size, softcap,
                                alibi_slopes, deterministic, return_attn_probs)
 
@@ -364,6 +381,7 @@ def flash_attn_varlen_kvpacked_func(
     return_attn_probs=False,
 ):
     """Varlen attention of q (total_q, h_q, d) over packed kv (total_k, 2, h_k, d)."""
+    q, kv, cu_seqlens_q, cu_seqlens_k = _distinct(q, kv, cu_seqlens_q, cu_seqlens_k)
     return FlashAttnVarlenKVPackedFunc.apply(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                              max_seqlen_k, dropout_p, softmax_scale, causal,
                                              window_size, softcap, alibi_slopes, deterministic,
@@ -397,6 +415,7 @@ def flash_attn_varlen_func(
     flash_attn_func. Returns out (total_q, h_q, d), or with return_attn_probs
     (out, softmax_lse (h_q, total_q) fp32, S_dmask (b, h_q, max_seqlen_q, max_seqlen_k)).
     """
+    q, k, v, cu_seqlens_q, cu_seqlens_k = _distinct(q, k, v, cu_seqlens_q, cu_seqlens_k)
     return FlashAttnVarlenFunc.apply(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
                                      max_seqlen_k, dropout_p, softmax_scale, causal, window_size,
                                      softcap, alibi_slopes, deterministic, return_attn_probs,
