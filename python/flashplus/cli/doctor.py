@@ -79,7 +79,7 @@ def _attention_fp32(q, k, v, causal):
 
 
 def _max_error(a, b) -> float:
-    return float((a.float() - b.float()).abs().max())
+    return float((a.detach().float() - b.detach().float()).abs().max())
 
 
 def _self_test_dense(device: str, dtype) -> Tuple[bool, str]:

@@ -12,6 +12,7 @@ import importlib
 import os
 import queue
 import socket
+import time
 import traceback
 from typing import Any, Dict, List
 
@@ -89,17 +90,22 @@ class DistPool:
             tasks.put((f"cases:{case}", kwargs))
         by_rank: Dict[int, Any] = {}
         errors: List[str] = []
-        timeout = self.timeout_s
-        try:
-            for _ in range(self.world_size):
-                rank, ok, value = self._results.get(timeout=timeout)
-                by_rank[rank] = value
-                if not ok:
-                    errors.append(f"rank {rank}:\n{value}")
-                    # The others may be stuck in a collective the failed rank never joined.
-                    timeout = min(timeout, 15.0)
-        except queue.Empty:
-            errors.append(f"no answer within {timeout}s; ranks that answered: {sorted(by_rank)}")
+        deadline = time.monotonic() + self.timeout_s
+        while len(by_rank) < self.world_size:
+            dead = [rank for rank, proc in enumerate(self._procs) if proc.exitcode is not None]
+            if dead or time.monotonic() > deadline:
+                errors.append(f"ranks {dead} exited; " if dead else "timed out; ")
+                errors[-1] += f"ranks that answered: {sorted(by_rank)}"
+                break
+            try:
+                rank, ok, value = self._results.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            by_rank[rank] = value
+            if not ok:
+                errors.append(f"rank {rank}:\n{value}")
+                # The others may be stuck in a collective the failed rank never joined.
+                deadline = min(deadline, time.monotonic() + 15.0)
         if errors:
             self._restart()
             raise AssertionError(f"case {case} failed:\n" + "\n".join(errors))
