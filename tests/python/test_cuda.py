@@ -1,0 +1,106 @@
+"""GPU-only behaviour: CUDA-graph capture of KV-cache decoding, dropout bit-identical to the
+CPU backend, non-default streams, and the build hint on a request no kernel implements.
+Every test skips without a GPU."""
+import pytest
+import torch
+
+from conftest import rand, requires_cuda
+from flash_attn import flash_attn_func, flash_attn_with_kvcache
+from flashplus import ops
+
+pytestmark = requires_cuda
+
+
+def test_cuda_graph_kvcache_decode():
+    b, h, h_k, d, s_cache = 2, 8, 2, 128, 512
+    dtype = torch.bfloat16
+    k_cache = torch.zeros(b, s_cache, h_k, d, device="cuda", dtype=dtype)
+    v_cache = torch.zeros_like(k_cache)
+    seqlens = torch.tensor([3, 40], dtype=torch.int32, device="cuda")
+    q = torch.zeros(b, 1, h, d, device="cuda", dtype=dtype)
+    k_new = torch.zeros(b, 1, h_k, d, device="cuda", dtype=dtype)
+    v_new = torch.zeros_like(k_new)
+
+    def step():
+        return flash_attn_with_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens=seqlens,
+                                       causal=True)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the graph, as CUDA graphs require
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    k_cache.zero_()
+    v_cache.zero_()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+
+    k_ref, v_ref, lens_ref = k_cache.clone(), v_cache.clone(), seqlens.clone()
+    for _ in range(5):
+        for t in (q, k_new, v_new):
+            t.copy_(torch.randn_like(t))
+        expected = flash_attn_with_kvcache(q, k_ref, v_ref, k_new, v_new, cache_seqlens=lens_ref,
+                                           causal=True)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, expected)
+        assert torch.equal(k_cache, k_ref) and torch.equal(v_cache, v_ref)
+        seqlens += 1
+        lens_ref += 1
+
+
+@pytest.mark.parametrize("varlen", [False, True])
+def test_dropout_mask_identical_to_cpu(varlen):
+    q, k, v = (rand(2, 45, 4, 64, dtype=torch.float16) for _ in range(3))
+    seed, offset, p = 0x1234_5678_9ABC_DEF0, 8, 0.3
+    results = []
+    for device in ("cpu", "cuda"):
+        qd, kd, vd = (t.to(device) for t in (q, k, v))
+        if varlen:
+            cu = torch.tensor([0, 45, 90], dtype=torch.int32, device=device)
+            res = ops.fwd(qd.flatten(0, 1), kd.flatten(0, 1), vd.flatten(0, 1), cu_seqlens_q=cu,
+                          cu_seqlens_k=cu, max_seqlen_q=45, max_seqlen_k=45, dropout_p=p,
+                          philox_seed=seed, philox_offset=offset, return_s_dmask=True)
+        else:
+            res = ops.fwd(qd, kd, vd, dropout_p=p, philox_seed=seed, philox_offset=offset,
+                          return_s_dmask=True, causal=True)
+        results.append(res)
+    cpu, gpu = results
+    assert torch.equal(torch.signbit(cpu.s_dmask), torch.signbit(gpu.s_dmask.cpu()))
+    assert torch.allclose(cpu.out.float(), gpu.out.float().cpu(), atol=5e-3)
+
+
+def test_non_default_stream():
+    q, k, v = (rand(2, 300, 4, 64, device="cuda", dtype=torch.float16) for _ in range(3))
+    expected = flash_attn_func(q, k, v, causal=True)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        got = flash_attn_func(q, k, v, causal=True)
+    torch.cuda.current_stream().wait_stream(stream)
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("d", [20, 36, 100])
+def test_head_dims_padded_to_multiple_of_8(d):
+    q, k, v = (rand(2, 33, 2, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+               for _ in range(3))
+    out = flash_attn_func(q, k, v, causal=True)
+    assert out.shape == q.shape
+    out.sum().backward()
+    assert q.grad.shape == q.shape and k.grad.shape == k.shape
+    cpu = [t.detach().float().cpu().requires_grad_() for t in (q, k, v)]
+    ref = flash_attn_func(*cpu, causal=True)
+    ref.sum().backward()
+    assert torch.allclose(out.float().cpu(), ref, atol=3e-2)
+    assert torch.allclose(q.grad.float().cpu(), cpu[0].grad, atol=5e-2)
+
+
+def test_unsupported_request_names_the_build():
+    """fp32 has no CUDA kernel: the error says what was built and how to build more."""
+    q = rand(1, 8, 2, 64, device="cuda")
+    with pytest.raises(RuntimeError) as info:
+        flash_attn_func(q, q, q)
+    message = str(info.value)
+    assert "float32" in message or "dtype" in message
