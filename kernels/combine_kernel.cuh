@@ -1,0 +1,77 @@
+// combine_kernel.cuh — merges partial attention results over disjoint key sets by their LSE:
+//   lse = log(sum_i exp(lse_i)),  out = sum_i exp(lse_i - lse) * out_i
+// A partial with a non-finite LSE saw no key and contributes nothing; with none left, out = 0 and
+// lse = +inf. Serves split-KV (fp32 partials from the forward's workspace) and the C ABI's combine
+// (ring attention: partials of any float dtype).
+//
+// One warp per (batch, row, head): every lane reads all partial LSEs (broadcast loads), then lanes
+// stride over the head dim. Aliasing rule of the C ABI (out may be partial 0, lse may be LSE
+// partial 0): each out element is read and written by the same lane, and the LSE is written only
+// after __syncwarp(), when every lane has read it.
+#pragma once
+
+#include <cmath>
+
+#include "element_access.cuh"
+#include "launch.h"
+
+namespace flashplus {
+namespace kernels {
+
+constexpr int kCombineWarpsPerBlock = 4;
+
+__global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(const __grid_constant__ CombineParams p) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kCombineWarpsPerBlock + threadIdx.x / 32;
+  if (row >= static_cast<int64_t>(p.batch) * p.seqlen * p.heads) return;
+  const int h = static_cast<int>(row % p.heads);
+  const int s = static_cast<int>((row / p.heads) % p.seqlen);
+  const int64_t b = row / p.heads / p.seqlen;
+  int64_t out_row = s;
+  if (p.out_cu_seqlens) {
+    if (s >= p.out_cu_seqlens[b + 1] - p.out_cu_seqlens[b]) return;
+    out_row += p.out_cu_seqlens[b];
+  }
+
+  float partial_lse[kMaxSplits];
+  float max_lse = -INFINITY;
+#pragma unroll
+  for (int i = 0; i < kMaxSplits; ++i) {
+    partial_lse[i] = -INFINITY;
+    if (i < p.num_partials) {
+      const CombinePartial& part = p.partials[i];
+      const float value = part.lse[b * part.lse_batch_stride + h * part.lse_head_stride + s * part.lse_row_stride];
+      if (isfinite(value)) {
+        partial_lse[i] = value;
+        max_lse = fmaxf(max_lse, value);
+      }
+    }
+  }
+  const bool saw_no_key = max_lse == -INFINITY;
+  float sum = 0.f;
+#pragma unroll
+  for (int i = 0; i < kMaxSplits; ++i) sum += i < p.num_partials ? expf(partial_lse[i] - max_lse) : 0.f;
+  const float lse = saw_no_key ? INFINITY : max_lse + logf(sum);
+  float weight[kMaxSplits];
+#pragma unroll
+  for (int i = 0; i < kMaxSplits; ++i) weight[i] = saw_no_key ? 0.f : expf(partial_lse[i] - lse);
+
+  const int64_t out_base = b * p.out_batch_stride + out_row * p.out_row_stride + h * p.out_head_stride;
+  for (int d = lane; d < p.head_dim; d += 32) {
+    float acc = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMaxSplits; ++i) {
+      if (i < p.num_partials && weight[i] != 0.f) {
+        const CombinePartial& part = p.partials[i];
+        const int64_t index = b * part.out_batch_stride + s * part.out_row_stride + h * part.out_head_stride + d;
+        acc += weight[i] * load_as_float(part.out, index, part.dtype);
+      }
+    }
+    store_from_float(p.out, out_base + d, p.out_dtype, acc);
+  }
+  __syncwarp();
+  if (lane == 0 && p.lse) p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + out_row * p.lse_row_stride] = lse;
+}
+
+}  // namespace kernels
+}  // namespace flashplus

@@ -1,0 +1,491 @@
+// cuda_backend.cu — the cuda:: functions of src/backend.h: device checks, variant selection,
+// parameter packing and launches. Host code only; kernels are reached through launch.h, so this
+// file never parses CuTe.
+//
+// Variant choice: the sm80 path serves every GPU of compute capability >= 8.0. Among the compiled
+// variants of the request's dtype and dropout flag, the smallest head dim >= the request's wins
+// (a head dim of 72 runs the 96 kernel, or the 128 one when 96 is not compiled). Anything else is
+// UNSUPPORTED with a message naming the missing variant and what the build has.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include <cuda_runtime.h>
+
+#include "backend.h"
+#include "launch.h"
+
+namespace flashplus {
+namespace kernels {
+#include "fwd_dispatch_table.inc"
+
+cudaError_t check_kernel_image();  // launch_combine.cu
+}  // namespace kernels
+
+namespace cuda {
+namespace {
+
+using kernels::FwdParams;
+using kernels::FwdVariant;
+using kernels::kFwdVariants;
+using kernels::kMaxSplits;
+
+// Makes device_index current for the scope; restores the caller's device afterwards.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device_index) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != device_index) status_ = cudaSetDevice(device_index);
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0 && status_ == cudaSuccess) cudaSetDevice(previous_);
+  }
+  cudaError_t status() const { return status_; }
+
+ private:
+  int previous_ = -1;
+  cudaError_t status_ = cudaSuccess;
+};
+
+Status device_error(const char* what, cudaError_t error) {
+  cudaGetLastError();  // clear the sticky-free error state so the next call starts clean
+  const flashplus_status code =
+      error == cudaErrorMemoryAllocation ? FLASHPLUS_STATUS_OUT_OF_MEMORY : FLASHPLUS_STATUS_DEVICE_ERROR;
+  return Status::error(code, std::string(what) + ": " + cudaGetErrorName(error) + " (" +
+                                 cudaGetErrorString(error) + ")");
+}
+
+const char* dtype_tag(flashplus_dtype dtype) {
+  switch (dtype) {
+    case FLASHPLUS_DTYPE_FLOAT16: return "fp16";
+    case FLASHPLUS_DTYPE_BFLOAT16: return "bf16";
+    case FLASHPLUS_DTYPE_FLOAT32: return "fp32";
+    default: return "int32";
+  }
+}
+
+std::string compiled_variant_list() {
+  std::string names;
+  for (const FwdVariant& v : kFwdVariants) names += (names.empty() ? "" : ", ") + std::string(v.name);
+  return names;
+}
+
+// Compute capability x10 of a device, or a failure.
+Status device_arch(int device_index, int& arch) {
+  int major = 0, minor = 0;
+  cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_index);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_index);
+  if (e != cudaSuccess) return device_error("cudaDeviceGetAttribute(compute capability)", e);
+  arch = major * 10 + minor;
+  return Status::ok();
+}
+
+int multiprocessor_count(int device_index) {
+  int count = 0;
+  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_index) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  return count;
+}
+
+const FwdVariant* find_fwd_variant(flashplus_dtype dtype, int head_dim, bool dropout, int arch) {
+  const FwdVariant* best = nullptr;
+  for (const FwdVariant& v : kFwdVariants) {
+    if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || v.min_arch > arch) continue;
+    if (!best || v.head_dim < best->head_dim) best = &v;
+  }
+  return best;
+}
+
+Status unsupported_fwd(const FwdProblem& p, const std::string& why) {
+  std::ostringstream os;
+  os << "CUDA forward: no compiled variant fwd_sm80_" << dtype_tag(p.q.dtype) << "_hd" << p.head_dim
+     << (p.dropout.p > 0.f ? "_dropout" : "") << ": " << why << " (this build, preset " FLASHPLUS_PRESET_NAME
+     << ", has: " << compiled_variant_list() << "; FLASHPLUS_PRESET=full compiles head dims 64..256, fp16 and bf16)";
+  return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, os.str());
+}
+
+Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
+  if (p.q.dtype != FLASHPLUS_DTYPE_FLOAT16 && p.q.dtype != FLASHPLUS_DTYPE_BFLOAT16)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                         std::string("CUDA forward supports fp16 and bf16 inputs, got ") + dtype_tag(p.q.dtype) +
+                             " (the CPU backend computes fp32)");
+  int arch = 0;
+  Status s = device_arch(p.device.index, arch);
+  if (!s.is_ok()) return s;
+  if (arch < 80)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                         "CUDA forward needs compute capability >= 8.0 (sm80 path), device " +
+                             std::to_string(p.device.index) + " has " + std::to_string(arch / 10) + "." +
+                             std::to_string(arch % 10));
+  variant = find_fwd_variant(p.q.dtype, p.head_dim, p.dropout.p > 0.f, arch);
+  if (!variant) return unsupported_fwd(p, "no compiled head dim >= " + std::to_string(p.head_dim));
+  if (p.s_dmask && !p.lse.data)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
+  return Status::ok();
+}
+
+bool aligned16(const void* data, int64_t a, int64_t b, int64_t c, int element_size) {
+  const int64_t elements = 16 / element_size;
+  return reinterpret_cast<uintptr_t>(data) % 16 == 0 && a % elements == 0 && b % elements == 0 &&
+         c % elements == 0;
+}
+
+kernels::RowsAddr rows_addr(const RowsView& v) {
+  kernels::RowsAddr a;
+  a.data = v.data;
+  a.batch_stride = v.batch_stride;
+  a.row_stride = v.row_stride;
+  a.head_stride = v.head_stride;
+  const int element_size = v.dtype == FLASHPLUS_DTYPE_FLOAT32 ? 4 : 2;
+  a.aligned16 = aligned16(v.data, v.batch_stride, v.row_stride, v.head_stride, element_size);
+  return a;
+}
+
+FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
+  FwdParams f;
+  f.q = rows_addr(p.q);
+  f.k = rows_addr(p.k);
+  f.v = rows_addr(p.v);
+  f.out = rows_addr(p.out);
+  f.lse = {p.lse.data, p.lse.batch_stride, p.lse.head_stride, p.lse.row_stride};
+  f.batch = p.seqs.batch;
+  f.h_q = p.h_q;
+  f.h_k = p.h_k;
+  f.head_dim = p.head_dim;
+  f.group_size = p.h_q / p.h_k;
+  const int block_m = kernels::fwd_tile_shape_sm80(variant.head_dim).block_m;
+  f.num_m_blocks = (p.seqs.max_seqlen_q + block_m - 1) / block_m;
+  f.max_seqlen_q = p.seqs.max_seqlen_q;
+  f.max_seqlen_k = p.seqs.max_seqlen_k;
+  f.cu_seqlens_q = p.seqs.cu_seqlens_q;
+  f.cu_seqlens_k = p.seqs.cu_seqlens_k;
+  f.seqused_k = p.seqs.seqused_k;
+  f.seqused_k_extra = p.seqs.seqused_k_extra;
+  f.leftpad_k = p.seqs.leftpad_k;
+  f.cache_batch_idx = p.seqs.cache_batch_idx;
+  f.block_table = p.seqs.block_table;
+  f.block_table_batch_stride = p.seqs.block_table_batch_stride;
+  f.page_size = p.seqs.page_size;
+  f.max_blocks_per_seq = p.seqs.max_blocks_per_seq;
+  f.softmax_scale = p.mods.softmax_scale;
+  f.softcap = p.mods.softcap;
+  f.window_left = p.mods.window_left;
+  f.window_right = p.mods.window_right;
+  f.alibi_slopes = p.mods.alibi_slopes;
+  f.alibi_batch_stride = p.mods.alibi_batch_stride;
+  f.alibi_head_stride = p.mods.alibi_head_stride;
+  f.dropout = p.dropout.stream;
+  f.dropout_rescale = p.dropout.p > 0.f ? 1.f / (1.f - p.dropout.p) : 1.f;
+  return f;
+}
+
+// Split-KV when the grid would leave multiprocessors idle (decode, small batch): pick the
+// smallest split count whose wave efficiency is within 85% of the best, each split keeping at
+// least two key tiles.
+int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant& variant) {
+  const int block_n = kernels::fwd_tile_shape_sm80(variant.head_dim).block_n;
+  const int n_blocks = std::max(1, (p.seqs.max_seqlen_k + block_n - 1) / block_n);
+  const int limit = std::min(kMaxSplits, n_blocks);
+  if (p.num_splits >= 1) return std::max(1, std::min(p.num_splits, limit));
+  const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * f.h_q;
+  const int sms = multiprocessor_count(p.device.index);
+  if (ctas >= sms * 4 / 5) return 1;
+  const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
+  double best_efficiency = 0.0;
+  double efficiency[kMaxSplits + 1] = {};
+  for (int s = 1; s <= max_splits; ++s) {
+    const double waves = static_cast<double>(ctas * s) / sms;
+    efficiency[s] = waves / std::ceil(waves);
+    best_efficiency = std::max(best_efficiency, efficiency[s]);
+  }
+  for (int s = 1; s <= max_splits; ++s)
+    if (efficiency[s] >= 0.85 * best_efficiency) return s;
+  return 1;
+}
+
+// Describes an (b, s, h, d) fp32 workspace slice as a combine partial.
+kernels::CombinePartial dense_partial(const float* out, const float* lse, int64_t s, int64_t h, int64_t d) {
+  kernels::CombinePartial part;
+  part.out = out;
+  part.dtype = FLASHPLUS_DTYPE_FLOAT32;
+  part.out_head_stride = d;
+  part.out_row_stride = h * d;
+  part.out_batch_stride = s * h * d;
+  part.lse = lse;
+  part.lse_row_stride = 1;
+  part.lse_head_stride = s;
+  part.lse_batch_stride = h * s;
+  return part;
+}
+
+void set_combine_output(kernels::CombineParams& c, const RowsView& out, const RowStatsView& lse) {
+  c.out = out.data;
+  c.out_dtype = out.dtype;
+  c.out_batch_stride = out.batch_stride;
+  c.out_row_stride = out.row_stride;
+  c.out_head_stride = out.head_stride;
+  c.lse = lse.data;
+  c.lse_batch_stride = lse.batch_stride;
+  c.lse_head_stride = lse.head_stride;
+  c.lse_row_stride = lse.row_stride;
+}
+
+// Stream-ordered scratch, freed on every exit path.
+class ScopedWorkspace {
+ public:
+  ScopedWorkspace(cudaStream_t stream) : stream_(stream) {}
+  ~ScopedWorkspace() {
+    if (ptr_) cudaFreeAsync(ptr_, stream_);
+  }
+  cudaError_t allocate(size_t bytes) { return cudaMallocAsync(&ptr_, bytes, stream_); }
+  void* get() const { return ptr_; }
+
+ private:
+  cudaStream_t stream_;
+  void* ptr_ = nullptr;
+};
+
+}  // namespace
+
+bool compiled() { return true; }
+
+Status device_status(int device_index) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return device_error("no usable CUDA driver or device (cudaGetDeviceCount)", e);
+  if (device_index < 0 || device_index >= count)
+    return Status::error(FLASHPLUS_STATUS_DEVICE_ERROR, "CUDA device " + std::to_string(device_index) +
+                                                            " does not exist (" + std::to_string(count) +
+                                                            " visible)");
+  int arch = 0;
+  Status s = device_arch(device_index, arch);
+  if (!s.is_ok()) return s;
+  if (arch < 80)
+    return Status::error(FLASHPLUS_STATUS_DEVICE_ERROR,
+                         "CUDA device " + std::to_string(device_index) + " has compute capability " +
+                             std::to_string(arch / 10) + "." + std::to_string(arch % 10) +
+                             "; flashplus kernels need >= 8.0");
+  DeviceGuard guard(device_index);
+  if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
+  e = kernels::check_kernel_image();
+  if (e != cudaSuccess)
+    return device_error(("this build (preset " FLASHPLUS_PRESET_NAME ") has no kernel image for compute capability " +
+                         std::to_string(arch / 10) + "." + std::to_string(arch % 10))
+                            .c_str(),
+                        e);
+  return Status::ok();
+}
+
+Status supports_fwd(const FwdProblem& problem) {
+  const FwdVariant* variant = nullptr;
+  return select_fwd_variant(problem, variant);
+}
+
+Status fwd(const FwdProblem& problem) {
+  const FwdVariant* variant = nullptr;
+  Status s = select_fwd_variant(problem, variant);
+  if (!s.is_ok()) return s;
+  DeviceGuard guard(problem.device.index);
+  if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
+  cudaStream_t stream = static_cast<cudaStream_t>(problem.stream);
+
+  FwdParams params = make_fwd_params(problem, *variant);
+  params.num_splits = choose_num_splits(problem, params, *variant);
+  ScopedWorkspace workspace(stream);
+  const int64_t rows = static_cast<int64_t>(params.batch) * params.max_seqlen_q;
+  const int64_t out_split_elems = rows * params.h_q * variant->head_dim;
+  const int64_t lse_split_elems = rows * params.h_q;
+  if (params.num_splits > 1) {
+    const size_t bytes = sizeof(float) * params.num_splits * (out_split_elems + lse_split_elems);
+    cudaError_t e = workspace.allocate(bytes);
+    if (e != cudaSuccess) return device_error("split-KV workspace (cudaMallocAsync)", e);
+    params.out_partial = static_cast<float*>(workspace.get());
+    params.lse_partial = params.out_partial + params.num_splits * out_split_elems;
+  }
+
+  cudaError_t e = variant->launch(params, stream);
+  if (e != cudaSuccess) return device_error((std::string("launch of ") + variant->name).c_str(), e);
+
+  if (params.num_splits > 1) {
+    kernels::CombineParams c;
+    c.num_partials = params.num_splits;
+    c.batch = params.batch;
+    c.seqlen = params.max_seqlen_q;
+    c.heads = params.h_q;
+    c.head_dim = params.head_dim;
+    for (int i = 0; i < params.num_splits; ++i)
+      c.partials[i] = dense_partial(params.out_partial + i * out_split_elems, params.lse_partial + i * lse_split_elems,
+                                    params.max_seqlen_q, params.h_q, variant->head_dim);
+    set_combine_output(c, problem.out, problem.lse);
+    c.out_cu_seqlens = problem.seqs.cu_seqlens_q;
+    e = kernels::launch_combine(c, stream);
+    if (e != cudaSuccess) return device_error("launch of the split-KV combine kernel", e);
+  }
+
+  if (problem.s_dmask) {
+    kernels::DmaskParams m;
+    m.data = problem.s_dmask;
+    m.dtype = problem.s_dmask_dtype;
+    for (int i = 0; i < 4; ++i) m.strides[i] = problem.s_dmask_strides[i];
+    m.rows = problem.seqs.max_seqlen_q;
+    m.cols = problem.seqs.max_seqlen_k;
+    m.has_dropout = problem.dropout.p > 0.f;
+    e = kernels::launch_dmask(params, m, problem.q.dtype, stream);
+    if (e != cudaSuccess) return device_error("launch of the s_dmask kernel", e);
+  }
+  return Status::ok();
+}
+
+Status supports_bwd(const BwdProblem&) {
+  return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                       "CUDA backward is not implemented yet in this build (forward, KV-cache and combine are); "
+                       "pass CPU tensors for the backward, or use a newer flashplus");
+}
+
+Status bwd(const BwdProblem& problem) { return supports_bwd(problem); }
+
+Status supports_kv_append(const KvAppendProblem& p) {
+  if (p.q.dtype != FLASHPLUS_DTYPE_FLOAT16 && p.q.dtype != FLASHPLUS_DTYPE_BFLOAT16)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                         std::string("CUDA KV-cache append supports fp16 and bf16, got ") + dtype_tag(p.q.dtype));
+  return Status::ok();
+}
+
+Status kv_append(const KvAppendProblem& p) {
+  Status s = supports_kv_append(p);
+  if (!s.is_ok()) return s;
+  DeviceGuard guard(p.device.index);
+  if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
+  kernels::KvAppendParams k;
+  k.batch = p.batch;
+  k.s_q = p.s_q;
+  k.s_new = p.s_new;
+  k.h_q = p.h_q;
+  k.h_k = p.h_k;
+  k.head_dim = p.head_dim;
+  k.dtype = p.q.dtype;
+  k.q = rows_addr(p.q);
+  if (p.rotary_dim > 0 && p.q_rotated.data) k.q_rotated = rows_addr(p.q_rotated);
+  if (p.k_new.data) {
+    k.k_new = rows_addr(p.k_new);
+    k.v_new = rows_addr(p.v_new);
+  }
+  k.k_cache = rows_addr(p.k_cache);
+  k.v_cache = rows_addr(p.v_cache);
+  k.cache_seqlens = p.seqs.seqused_k;
+  k.cache_batch_idx = p.seqs.cache_batch_idx;
+  k.block_table = p.seqs.block_table;
+  k.block_table_batch_stride = p.seqs.block_table_batch_stride;
+  k.page_size = p.seqs.page_size;
+  k.cache_capacity = p.seqs.max_seqlen_k;
+  k.rotary_cos = p.rotary_cos;
+  k.rotary_sin = p.rotary_sin;
+  k.rotary_row_stride = p.rotary_row_stride;
+  k.rotary_dim = p.rotary_dim;
+  k.rotary_interleaved = p.rotary_interleaved;
+  k.rotary_q_all_rows_at_cache_end = p.rotary_q_all_rows_at_cache_end;
+  const cudaError_t e = kernels::launch_kv_append(k, static_cast<cudaStream_t>(p.stream));
+  if (e != cudaSuccess) return device_error("launch of the KV-cache append kernel", e);
+  return Status::ok();
+}
+
+Status supports_combine(const CombineProblem&) { return Status::ok(); }
+
+// Up to kMaxSplits partials in one launch. More are folded in chunks through an fp32 workspace
+// (b, s, h, d) + (b, h, s), which each later chunk reads as its partial 0; the last chunk writes
+// the real output. Merging by LSE is associative, so the result is the same up to rounding.
+Status combine(const CombineProblem& p) {
+  DeviceGuard guard(p.device.index);
+  if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
+  cudaStream_t stream = static_cast<cudaStream_t>(p.stream);
+  auto partial_of = [&](int i) {
+    const RowsView& o = p.out_partials[i];
+    const RowStatsView& l = p.lse_partials[i];
+    kernels::CombinePartial part;
+    part.out = o.data;
+    part.dtype = o.dtype;
+    part.out_batch_stride = o.batch_stride;
+    part.out_row_stride = o.row_stride;
+    part.out_head_stride = o.head_stride;
+    part.lse = l.data;
+    part.lse_batch_stride = l.batch_stride;
+    part.lse_head_stride = l.head_stride;
+    part.lse_row_stride = l.row_stride;
+    return part;
+  };
+  kernels::CombineParams c;
+  c.batch = p.batch;
+  c.seqlen = p.seqlen;
+  c.heads = p.heads;
+  c.head_dim = p.head_dim;
+  if (p.num_partials <= kMaxSplits) {
+    c.num_partials = p.num_partials;
+    for (int i = 0; i < p.num_partials; ++i) c.partials[i] = partial_of(i);
+    set_combine_output(c, p.out, p.lse);
+    const cudaError_t e = kernels::launch_combine(c, stream);
+    return e == cudaSuccess ? Status::ok() : device_error("launch of the combine kernel", e);
+  }
+
+  const int64_t out_elems = static_cast<int64_t>(p.batch) * p.seqlen * p.heads * p.head_dim;
+  const int64_t lse_elems = static_cast<int64_t>(p.batch) * p.heads * p.seqlen;
+  ScopedWorkspace workspace(stream);
+  cudaError_t e = workspace.allocate(sizeof(float) * (out_elems + lse_elems));
+  if (e != cudaSuccess) return device_error("combine workspace (cudaMallocAsync)", e);
+  float* acc_out = static_cast<float*>(workspace.get());
+  float* acc_lse = acc_out + out_elems;
+  const kernels::CombinePartial running = dense_partial(acc_out, acc_lse, p.seqlen, p.heads, p.head_dim);
+  int next = 0;
+  while (next < p.num_partials) {
+    const bool first = next == 0;
+    const int take = std::min(p.num_partials - next, first ? kMaxSplits : kMaxSplits - 1);
+    c.num_partials = 0;
+    if (!first) c.partials[c.num_partials++] = running;
+    for (int i = 0; i < take; ++i) c.partials[c.num_partials++] = partial_of(next + i);
+    next += take;
+    if (next == p.num_partials) {
+      set_combine_output(c, p.out, p.lse);
+    } else {
+      c.out = acc_out;
+      c.out_dtype = FLASHPLUS_DTYPE_FLOAT32;
+      c.out_batch_stride = running.out_batch_stride;
+      c.out_row_stride = running.out_row_stride;
+      c.out_head_stride = running.out_head_stride;
+      c.lse = acc_lse;
+      c.lse_batch_stride = running.lse_batch_stride;
+      c.lse_head_stride = running.lse_head_stride;
+      c.lse_row_stride = running.lse_row_stride;
+    }
+    e = kernels::launch_combine(c, stream);
+    if (e != cudaSuccess) return device_error("launch of the combine kernel", e);
+  }
+  return Status::ok();
+}
+
+void* workspace_alloc(size_t bytes, int device_index, void* stream) {
+  DeviceGuard guard(device_index);
+  if (guard.status() != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  void* ptr = nullptr;
+  if (cudaMallocAsync(&ptr, std::max<size_t>(bytes, 1), static_cast<cudaStream_t>(stream)) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return ptr;
+}
+
+void workspace_free(void* ptr, int device_index, void* stream) {
+  if (!ptr) return;
+  DeviceGuard guard(device_index);
+  cudaFreeAsync(ptr, static_cast<cudaStream_t>(stream));
+}
+
+const char* build_info_json() { return kernels::kCudaBuildInfoJson; }
+
+}  // namespace cuda
+}  // namespace flashplus

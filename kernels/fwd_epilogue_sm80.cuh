@@ -1,0 +1,101 @@
+// fwd_epilogue_sm80.cuh — writes one query tile's O and LSE.
+//
+// Final output: O is converted to the element type, staged through shared memory (the Q tile,
+// no longer read) and written as coalesced 16-byte rows with row / head-dim predicates.
+// Split-KV partial: fp32 O straight from registers into the dense workspace (head dim padded to
+// kHeadDim, so no feature predicate), plus the split's LSE; combine_kernel.cuh merges them.
+// LSE: one lane of each quad writes the row's value.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "fragment_layout_sm80.cuh"
+#include "fwd_params.h"
+#include "seqlen_info.cuh"
+
+namespace flashplus {
+namespace kernels {
+
+template <typename Traits>
+struct FwdEpilogueSm80 {
+  using Element = typename Traits::Element;
+  static constexpr int kBlockM = Traits::kBlockM;
+  static constexpr int kHeadDim = Traits::kHeadDim;
+  static constexpr int kNThreads = Traits::kNThreads;
+
+  // acc_o: normalised (MMA, MMA_M, MMA_N) fp32 fragment; lse: this thread's rows (rowcol order).
+  template <typename AccO, typename SmemO, int kRows>
+  __device__ __forceinline__ static void store(const FwdParams& p, const SeqlenInfo& seq, int batch,
+                                               int m_block, int head, int split, const AccO& acc_o,
+                                               const float (&lse)[kRows], SmemO& sO, int tid) {
+    using namespace cute;
+    const int m0 = m_block * kBlockM;
+    const int valid_rows = min(kBlockM, seq.seqlen_q - m0);
+    typename Traits::TiledMma tiled_mma;
+    auto thr_mma = tiled_mma.get_thread_slice(tid);
+    Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+    Tensor coords_rc = rowcol_view(coords);
+    static_assert(decltype(size<0>(coords_rc))::value == kRows);
+
+    if (p.num_splits > 1) {
+      // Workspace layout: see FwdParams (dense (b, max_s_q) rows, kHeadDim features).
+      const int64_t rows_per_split = static_cast<int64_t>(p.batch) * p.max_seqlen_q;
+      const int64_t first_row = static_cast<int64_t>(batch) * p.max_seqlen_q + m0;
+      if ((tid % 4) == 0) {
+        float* lse_rows = p.lse_partial + split * rows_per_split * p.h_q +
+                          (static_cast<int64_t>(batch) * p.h_q + head) * p.max_seqlen_q + m0;
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          const int row = get<0>(coords_rc(r, 0));
+          if (row < valid_rows) lse_rows[row] = lse[r];
+        }
+      }
+      float* out_rows = p.out_partial + ((split * rows_per_split + first_row) * p.h_q + head) * kHeadDim;
+#pragma unroll
+      for (int i = 0; i < size(acc_o); ++i) {
+        const int row = get<0>(coords(i));
+        const int col = get<1>(coords(i));
+        if (row < valid_rows) out_rows[static_cast<int64_t>(row) * p.h_q * kHeadDim + col] = acc_o(i);
+      }
+      return;
+    }
+
+    if (p.lse.data && (tid % 4) == 0) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const int row = get<0>(coords_rc(r, 0));
+        if (row < valid_rows) p.lse.data[seq.stats_offset(p.lse, m0 + row, head)] = lse[r];
+      }
+    }
+
+    Tensor rO = make_tensor_like<Element>(acc_o);
+#pragma unroll
+    for (int i = 0; i < size(acc_o); ++i) rO(i) = Element(acc_o(i));
+    __syncthreads();  // every warp has finished reading the Q tile that sO reuses
+    Tensor tOsO = thr_mma.partition_C(sO);
+    copy(rO, tOsO);
+    __syncthreads();
+
+    Element* out = static_cast<Element*>(p.out.data);
+    constexpr int kChunksPerRow = kHeadDim / 8;
+    constexpr int kChunks = kBlockM * kChunksPerRow;
+    static_assert(kChunks % kNThreads == 0);
+#pragma unroll
+    for (int it = 0; it < kChunks / kNThreads; ++it) {
+      const int chunk = tid + it * kNThreads;
+      const int row = chunk / kChunksPerRow;
+      const int col = (chunk % kChunksPerRow) * 8;
+      if (row >= valid_rows || col >= p.head_dim) continue;
+      const Element* src = &sO(row, col);
+      Element* dst = out + seq.query_offset(p.out, m0 + row, head) + col;
+      if (p.out.aligned16 && col + 8 <= p.head_dim) {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int e = 0; e < 8 && col + e < p.head_dim; ++e) dst[e] = src[e];
+      }
+    }
+  }
+};
+
+}  // namespace kernels
+}  // namespace flashplus

@@ -1,0 +1,62 @@
+// fwd_traits_sm80.cuh — compile-time shape of the sm80 forward: tiles, MMA, shared-memory layouts.
+//
+// The sm80 path: mma.sync m16n8k16 (fp32 accumulate), cp.async for global -> shared, ldmatrix for
+// shared -> registers. Warps are stacked along the query rows (Layout<kNWarps, 1, 1>), so each query
+// row belongs to exactly one warp and the softmax row reductions never leave a quad of lanes.
+//
+// Shared memory: Q (kBlockM x kHeadDim), K and V (kBlockN x kHeadDim each), all row-major with a
+// 128-byte XOR swizzle (Swizzle<3,3,3> on 64-element rows; <2,3,3> on 32-element rows when d is not
+// a multiple of 64) so that both the 16-byte cp.async stores and the ldmatrix reads are free of bank
+// conflicts. V is read transposed (ldmatrix.trans) as the B operand of P @ V.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "fwd_tile_shape.h"
+
+namespace flashplus {
+namespace kernels {
+
+template <typename Element_, int kHeadDim_, bool kHasDropout_>
+struct FwdTraitsSm80 {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr bool kHasDropout = kHasDropout_;
+  static constexpr FwdTileShape kShape = fwd_tile_shape_sm80(kHeadDim);
+  static constexpr int kBlockM = kShape.block_m;
+  static constexpr int kBlockN = kShape.block_n;
+  static constexpr int kNWarps = kShape.num_warps;
+  static constexpr int kNThreads = kNWarps * 32;
+  static_assert(kHeadDim % 32 == 0, "compiled head dims are multiples of 32");
+  static_assert(kBlockM % (16 * kNWarps) == 0, "each warp owns whole 16-row MMA fragments");
+
+  static constexpr int kSmemRowElems = kHeadDim % 64 == 0 ? 64 : 32;  // swizzle atom width
+  static constexpr int kSwizzleBits = kSmemRowElems == 64 ? 3 : 2;
+
+  using MmaAtom = std::conditional_t<std::is_same_v<Element, cute::half_t>,
+                                     cute::MMA_Atom<cute::SM80_16x8x16_F32F16F16F32_TN>,
+                                     cute::MMA_Atom<cute::SM80_16x8x16_F32BF16BF16F32_TN>>;
+  // N tile of 16 lets ldmatrix.x4 feed two n8 MMAs of the B operand at once.
+  using TiledMma = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::Int<kNWarps>, cute::_1, cute::_1>>,
+                                  cute::Tile<cute::Int<16 * kNWarps>, cute::_16, cute::_16>>;
+
+  using SmemLayoutAtom = decltype(cute::composition(
+      cute::Swizzle<kSwizzleBits, 3, 3>{},
+      cute::Layout<cute::Shape<cute::_8, cute::Int<kSmemRowElems>>, cute::Stride<cute::Int<kSmemRowElems>, cute::_1>>{}));
+  using SmemLayoutQ = decltype(cute::tile_to_shape(SmemLayoutAtom{}, cute::Shape<cute::Int<kBlockM>, cute::Int<kHeadDim>>{}));
+  using SmemLayoutKV = decltype(cute::tile_to_shape(SmemLayoutAtom{}, cute::Shape<cute::Int<kBlockN>, cute::Int<kHeadDim>>{}));
+  // V viewed as (kHeadDim, kBlockN): the B operand of O += P @ V.
+  using SmemLayoutVt = decltype(cute::composition(
+      SmemLayoutKV{}, cute::make_layout(cute::Shape<cute::Int<kHeadDim>, cute::Int<kBlockN>>{}, cute::GenRowMajor{})));
+  using SmemLayoutVtNoSwizzle = decltype(cute::get_nonswizzle_portion(SmemLayoutVt{}));
+
+  using SmemCopyAtom = cute::Copy_Atom<cute::SM75_U32x4_LDSM_N, Element>;
+  using SmemCopyAtomTransposed = cute::Copy_Atom<cute::SM75_U16x8_LDSM_T, Element>;
+
+  static constexpr int kSmemQElems = kBlockM * kHeadDim;
+  static constexpr int kSmemKVElems = kBlockN * kHeadDim;
+  static constexpr int kSmemBytes = (kSmemQElems + 2 * kSmemKVElems) * int(sizeof(Element));
+};
+
+}  // namespace kernels
+}  // namespace flashplus

@@ -1,0 +1,90 @@
+// launch.h — host-side interface between cuda_backend.cu and the kernel launchers.
+//
+// Deliberately free of CuTe so that cuda_backend.cu compiles quickly: it sees parameter structs
+// and launch functions, never kernel templates. The forward variants are listed in the table that
+// kernels/variants.py generates (fwd_dispatch_table.inc).
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "flashplus/flashplus.h"
+#include "fwd_params.h"
+#include "fwd_tile_shape.h"
+
+namespace flashplus {
+namespace kernels {
+
+using FwdLaunchFn = cudaError_t (*)(const FwdParams&, cudaStream_t);
+
+struct FwdVariant {
+  const char* name;      // e.g. "fwd_sm80_bf16_hd128_dropout"
+  int min_arch;          // lowest compute capability (x10) the path runs on
+  flashplus_dtype dtype;
+  int head_dim;          // compiled head dim; serves every head dim <= it
+  bool has_dropout;
+  FwdLaunchFn launch;
+};
+
+// ---- combine (combine_kernel.cuh): out = sum_i exp(lse_i - lse) out_i ----
+struct CombinePartial {
+  const void* out = nullptr;  // (b, s, h, d), any float dtype
+  int dtype = FLASHPLUS_DTYPE_FLOAT32;
+  int64_t out_batch_stride = 0, out_row_stride = 0, out_head_stride = 0;
+  const float* lse = nullptr;  // (b, h, s)
+  int64_t lse_batch_stride = 0, lse_head_stride = 0, lse_row_stride = 0;
+};
+
+struct CombineParams {
+  int num_partials = 0;  // 1..kMaxSplits
+  int batch = 0, seqlen = 0, heads = 0, head_dim = 0;
+  CombinePartial partials[kMaxSplits];
+  void* out = nullptr;
+  int out_dtype = FLASHPLUS_DTYPE_FLOAT32;
+  int64_t out_batch_stride = 0, out_row_stride = 0, out_head_stride = 0;
+  float* lse = nullptr;  // optional
+  int64_t lse_batch_stride = 0, lse_head_stride = 0, lse_row_stride = 0;
+  // Optional (batch + 1): out / lse are varlen. Row s of batch entry b goes to global row
+  // cu_seqlens[b] + s (rows past the entry's length are skipped); partials stay (b, s)-indexed.
+  const int32_t* out_cu_seqlens = nullptr;
+};
+
+cudaError_t launch_combine(const CombineParams& params, cudaStream_t stream);
+
+// ---- KV-cache append + rotary (kv_append_kernel.cuh) ----
+struct KvAppendParams {
+  int batch = 0, s_q = 0, s_new = 0, h_q = 0, h_k = 0, head_dim = 0;
+  int dtype = FLASHPLUS_DTYPE_FLOAT16;
+  RowsAddr q, q_rotated;      // q_rotated.data null: q is not rotated
+  RowsAddr k_new, v_new;      // k_new.data null: nothing appended
+  RowsAddr k_cache, v_cache;  // paged: batch_stride is the page stride
+  const int32_t* cache_seqlens = nullptr;  // absolute row of the first new key; null: cache_capacity
+  const int32_t* cache_batch_idx = nullptr;
+  const int32_t* block_table = nullptr;
+  int64_t block_table_batch_stride = 0;
+  int page_size = 0;
+  int cache_capacity = 0;  // rows per cache entry (dense) when cache_seqlens is absent
+  const void* rotary_cos = nullptr;  // (s_ro, rotary_dim / 2), q's dtype
+  const void* rotary_sin = nullptr;
+  int64_t rotary_row_stride = 0;
+  int rotary_dim = 0;  // 0 = off
+  bool rotary_interleaved = true;
+  bool rotary_q_all_rows_at_cache_end = false;
+};
+
+cudaError_t launch_kv_append(const KvAppendParams& params, cudaStream_t stream);
+
+// ---- S_dmask debug output (dmask_kernel.cuh): P recomputed from the final LSE ----
+struct DmaskParams {
+  void* data = nullptr;  // (b, h_q, max_s_q, max_s_k)
+  int dtype = FLASHPLUS_DTYPE_FLOAT32;
+  int64_t strides[4] = {0, 0, 0, 0};
+  int rows = 0, cols = 0;  // max_s_q, max_s_k
+  bool has_dropout = false;
+};
+
+cudaError_t launch_dmask(const FwdParams& fwd, const DmaskParams& params, int dtype, cudaStream_t stream);
+
+}  // namespace kernels
+}  // namespace flashplus

@@ -1,0 +1,23 @@
+// launch_combine.cu — host launcher of combine_kernel.cuh.
+#include "combine_kernel.cuh"
+
+namespace flashplus {
+namespace kernels {
+
+cudaError_t launch_combine(const CombineParams& params, cudaStream_t stream) {
+  const int64_t rows = static_cast<int64_t>(params.batch) * params.seqlen * params.heads;
+  if (rows == 0) return cudaSuccess;
+  const int64_t blocks = (rows + kCombineWarpsPerBlock - 1) / kCombineWarpsPerBlock;
+  if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
+  combine_kernel<<<static_cast<unsigned>(blocks), kCombineWarpsPerBlock * 32, 0, stream>>>(params);
+  return cudaGetLastError();
+}
+
+// cudaErrorNoKernelImageForDevice when this build has no code the current device can run.
+cudaError_t check_kernel_image() {
+  cudaFuncAttributes attributes;
+  return cudaFuncGetAttributes(&attributes, combine_kernel);
+}
+
+}  // namespace kernels
+}  // namespace flashplus

@@ -1,0 +1,88 @@
+// mask.cuh — the logit rule: scale, softcap, ALiBi and the causal / sliding-window mask.
+//
+// For query row i and key j of one sequence (both 0-based within it), with diagonal
+// offset o = s_k - s_q (bottom-right alignment):
+//   x = scale * q.k;  if softcap: x = softcap * tanh(x / softcap);  x -= slope * |i + o - j|
+//   key j is visible iff j < s_k and  i + o - left <= j <= i + o + right  (-1 = unbounded).
+// Causal is window (left, 0), folded in by validation, so one rule covers both.
+//
+// The rule is a value type built once per CTA. The kernels work in the base-2 domain
+// (scores multiplied by log2(e)) so that softmax uses exp2; to_log2_logit() returns that.
+// Each modifier is a runtime flag: a uniform branch per tile costs far less than the extra
+// template instantiations (and compile time) a bool per feature would.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "fwd_params.h"
+
+namespace flashplus {
+namespace kernels {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+struct LogitRule {
+  float scale_log2 = 0.f;     // softmax_scale * log2(e): the whole rule without softcap or ALiBi
+  float softcap_inner = 0.f;  // softmax_scale / softcap
+  float softcap_outer = 0.f;  // softcap * log2(e)
+  float slope_log2 = 0.f;     // ALiBi slope * log2(e)
+  bool has_softcap = false;
+  bool has_alibi = false;
+  int diagonal = 0;           // s_k - s_q
+
+  __device__ __forceinline__ LogitRule(const FwdParams& p, int b, int h, int seqlen_q, int seqlen_k) {
+    scale_log2 = p.softmax_scale * kLog2e;
+    has_softcap = p.softcap > 0.f;
+    if (has_softcap) {
+      softcap_inner = p.softmax_scale / p.softcap;
+      softcap_outer = p.softcap * kLog2e;
+    }
+    if (p.alibi_slopes) {
+      const float slope = p.alibi_slopes[b * p.alibi_batch_stride + h * p.alibi_head_stride];
+      slope_log2 = slope * kLog2e;
+      has_alibi = slope != 0.f;
+    }
+    diagonal = seqlen_k - seqlen_q;
+  }
+
+  // dot = q_i . k_j in fp32; returns log2(e) * logit. Precise tanhf: tanh.approx's 2^-11
+  // relative error would be ~1% of a softcap of 30 in the exponent.
+  __device__ __forceinline__ float to_log2_logit(float dot, int i, int j) const {
+    float x = has_softcap ? softcap_outer * tanhf(dot * softcap_inner) : dot * scale_log2;
+    if (has_alibi) x -= slope_log2 * static_cast<float>(abs(i + diagonal - j));
+    return x;
+  }
+};
+
+struct WindowMask {
+  int seqlen_k = 0;
+  int diagonal = 0;      // s_k - s_q
+  int window_left = -1;  // -1 = unbounded
+  int window_right = -1;
+
+  __device__ __forceinline__ WindowMask(const FwdParams& p, int seqlen_q, int seqlen_k_)
+      : seqlen_k(seqlen_k_), diagonal(seqlen_k_ - seqlen_q), window_left(p.window_left),
+        window_right(p.window_right) {}
+
+  __device__ __forceinline__ bool visible(int i, int j) const {
+    if (j >= seqlen_k) return false;
+    const int distance = j - (i + diagonal);
+    if (window_right >= 0 && distance > window_right) return false;
+    if (window_left >= 0 && distance < -window_left) return false;
+    return true;
+  }
+
+  // True when every (i, j) of rows [m0, m1) x keys [n0, n1) is visible, so the tile needs no
+  // per-element mask (the common interior tile).
+  __device__ __forceinline__ bool all_visible(int m0, int m1, int n0, int n1) const {
+    if (n1 > seqlen_k) return false;
+    if (window_right >= 0 && (n1 - 1) - (m0 + diagonal) > window_right) return false;
+    if (window_left >= 0 && n0 - (m1 - 1 + diagonal) < -window_left) return false;
+    return true;
+  }
+};
+
+}  // namespace kernels
+}  // namespace flashplus
