@@ -60,8 +60,8 @@ __device__ __forceinline__ void apply_logit_rule(Scores& scores, const Coords& c
 // The Philox words of src/common/dropout_philox.h behind a real call. Inlined into the kernel (even
 // in a rolled loop) the ten unrolled rounds made ptxas fall back to a 32-register allocation with
 // kilobytes of spills for the whole kernel; as a call it costs a few instructions per 2 entries.
-__device__ __noinline__ PhiloxWords dropout_words(DropoutStream stream, uint32_t batch_head, uint32_t row,
-                                                  uint32_t col) {
+static __device__ __noinline__ PhiloxWords dropout_words(DropoutStream stream, uint32_t batch_head, uint32_t row,
+                                                         uint32_t col) {
   return stream.words(batch_head, row, col);
 }
 

@@ -1,0 +1,550 @@
+// test_fwd_cuda.cpp — flashplus_fwd on the GPU against the host fp64 oracle.
+//
+// Each case builds logical per-sequence q / k / v, lays them out as the case asks (dense, varlen,
+// paged with a shuffled block table, leftpad / seqused, padded head strides), poisons every output
+// and every K/V row the kernel must not read (NaN), runs the C ABI on device memory and checks:
+//   error(gpu vs fp64) <= 2 * error(same-precision host reference vs fp64) + atol   for out and LSE,
+// rows that see no key give out = 0 and LSE = +inf, every output element is written and finite.
+// Dropout cases take the keep-mask from the CPU backend's S_dmask (an independent implementation
+// of the shared Philox layout) and require the GPU's S_dmask signs to match it exactly.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "cuda_test_support.h"
+#include "reference_attention.h"
+
+namespace fpcuda {
+namespace {
+
+constexpr uint16_t kPoisonBits = 0xFFFF;  // NaN in fp16 and bf16
+
+struct FwdSpec {
+  std::string name;
+  flashplus_dtype dtype = FLASHPLUS_DTYPE_BFLOAT16;
+  int batch = 2, s_q = 128, s_k = 128, h_q = 4, h_k = 4, d = 128;
+  std::vector<int> lens_q, lens_k;  // non-empty: varlen (batch = lens_q.size())
+  std::vector<int> seqused;         // absolute end of keys per sequence (includes leftpad)
+  std::vector<int> leftpad;
+  int page_size = 0;                // > 0: paged K/V
+  bool causal = false;
+  int window_left = -1, window_right = -1;
+  float softcap = 0.f;
+  int alibi = 0;                    // 0 none, 1 (h_q) slopes, 2 (b, h_q) slopes
+  float dropout = 0.f;
+  bool s_dmask = false;
+  int num_splits = 1;
+  int head_stride_pad = 0;          // extra elements after each head's d features (q, k, v, out)
+  double input_scale = 1.0;         // q and k scale; logits grow with its square
+  uint64_t seed = 1;
+};
+
+std::ostream& operator<<(std::ostream& os, const FwdSpec& s) { return os << s.name; }
+
+bool varlen(const FwdSpec& s) { return !s.lens_q.empty(); }
+int sequences(const FwdSpec& s) { return varlen(s) ? static_cast<int>(s.lens_q.size()) : s.batch; }
+
+// Everything one run needs, on the host; the GPU and CPU runs copy from here.
+struct HostCase {
+  FwdSpec spec;
+  AttentionInputs logical;
+  std::vector<int> length_k;  // rows available per sequence (dense capacity or varlen length)
+  int max_seqlen_q = 0, max_seqlen_k = 0;
+  int head_stride = 0;
+  // Physical tensors.
+  std::vector<uint16_t> q, k, v;
+  std::vector<int64_t> q_sizes, q_strides, kv_sizes, kv_strides;
+  std::vector<int32_t> cu_q, cu_k, seqused, leftpad, block_table;
+  std::vector<float> slopes;
+  std::vector<int64_t> lse_sizes, out_count;
+  int max_blocks = 0;
+};
+
+int64_t product(const std::vector<int64_t>& v) {
+  return std::accumulate(v.begin(), v.end(), int64_t{1}, std::multiplies<int64_t>());
+}
+
+HostCase build_case(const FwdSpec& spec) {
+  HostCase c;
+  c.spec = spec;
+  Rng rng(spec.seed);
+  const int n = sequences(spec);
+  const int d = spec.d, hq = spec.h_q, hk = spec.h_k;
+  c.head_stride = d + spec.head_stride_pad;
+  AttentionInputs& in = c.logical;
+  in.h_q = hq;
+  in.h_k = hk;
+  in.head_dim = d;
+  in.scale = 1.0 / std::sqrt(static_cast<double>(d));
+  in.softcap = spec.softcap;
+  in.window_left = spec.window_left;
+  in.window_right = spec.causal ? 0 : spec.window_right;
+  in.dropout_p = spec.dropout;
+
+  std::vector<int> end(n), lp(n, 0);
+  c.length_k.resize(n);
+  for (int b = 0; b < n; ++b) {
+    in.s_q.push_back(varlen(spec) ? spec.lens_q[b] : spec.s_q);
+    c.length_k[b] = varlen(spec) ? spec.lens_k[b] : spec.s_k;
+  }
+  if (spec.page_size > 0) {
+    int longest = *std::max_element(c.length_k.begin(), c.length_k.end());
+    c.max_blocks = std::max(1, (longest + spec.page_size - 1) / spec.page_size);
+    if (!varlen(spec)) std::fill(c.length_k.begin(), c.length_k.end(), c.max_blocks * spec.page_size);
+  }
+  for (int b = 0; b < n; ++b) {
+    end[b] = spec.seqused.empty() ? (varlen(spec) ? c.length_k[b] : std::min(c.length_k[b], spec.s_k)) : spec.seqused[b];
+    if (!spec.leftpad.empty()) lp[b] = spec.leftpad[b];
+    in.s_k.push_back(end[b] - lp[b]);
+  }
+  const bool need_seqused = !spec.seqused.empty() || (spec.page_size > 0 && !varlen(spec));
+
+  // Logical data, rounded to the element type.
+  auto draw = [&](int rows, int heads, double scale, std::vector<double>& values) {
+    values.resize(static_cast<size_t>(rows) * heads * d);
+    for (double& x : values) x = round_to(rng.normal() * scale, spec.dtype);
+  };
+  for (int b = 0; b < n; ++b) {
+    in.q.emplace_back();
+    in.k.emplace_back();
+    in.v.emplace_back();
+    draw(in.s_q[b], hq, spec.input_scale, in.q.back());
+    draw(in.s_k[b], hk, spec.input_scale, in.k.back());
+    draw(in.s_k[b], hk, 1.0, in.v.back());
+  }
+  if (spec.alibi) {
+    const int rows = spec.alibi == 2 ? n : 1;
+    for (int i = 0; i < rows * hq; ++i) c.slopes.push_back(static_cast<float>(rng.uniform(0.05, 1.0)));
+    for (int b = 0; b < n; ++b)
+      for (int h = 0; h < hq; ++h) in.slopes.push_back(c.slopes[(spec.alibi == 2 ? b * hq : 0) + h]);
+  }
+
+  // Queries.
+  c.max_seqlen_q = *std::max_element(in.s_q.begin(), in.s_q.end());
+  c.max_seqlen_k = *std::max_element(c.length_k.begin(), c.length_k.end());
+  std::vector<int64_t> q_row0(n);
+  if (varlen(spec)) {
+    c.cu_q.push_back(0);
+    for (int b = 0; b < n; ++b) c.cu_q.push_back(c.cu_q.back() + in.s_q[b]);
+    c.q_sizes = {c.cu_q.back(), hq, d};
+    c.q_strides = {static_cast<int64_t>(hq) * c.head_stride, c.head_stride, 1};
+    for (int b = 0; b < n; ++b) q_row0[b] = c.cu_q[b];
+  } else {
+    c.q_sizes = {n, spec.s_q, hq, d};
+    c.q_strides = {static_cast<int64_t>(spec.s_q) * hq * c.head_stride, static_cast<int64_t>(hq) * c.head_stride, c.head_stride, 1};
+    for (int b = 0; b < n; ++b) q_row0[b] = static_cast<int64_t>(b) * spec.s_q;
+  }
+  const int64_t q_rows = varlen(spec) ? c.cu_q.back() : static_cast<int64_t>(n) * spec.s_q;
+  c.q.assign(static_cast<size_t>(q_rows) * hq * c.head_stride, kPoisonBits);
+  for (int b = 0; b < n; ++b)
+    for (int i = 0; i < in.s_q[b]; ++i)
+      for (int h = 0; h < hq; ++h)
+        for (int f = 0; f < d; ++f)
+          c.q[((q_row0[b] + i) * hq + h) * c.head_stride + f] =
+              to_bits(static_cast<float>(in.q[b][(static_cast<size_t>(i) * hq + h) * d + f]), spec.dtype);
+
+  // Keys and values: every row the kernel must not read stays NaN.
+  std::vector<int64_t> kv_offset_of_row;  // filled per sequence below
+  const int64_t row_elems = static_cast<int64_t>(hk) * c.head_stride;
+  std::vector<std::vector<int64_t>> row_offset(n);  // physical element offset of absolute key row r
+  if (spec.page_size > 0) {
+    const int pages = n * c.max_blocks;
+    std::vector<int32_t> order(pages);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng.engine());
+    c.block_table = order;
+    c.kv_sizes = {pages, spec.page_size, hk, d};
+    c.kv_strides = {spec.page_size * row_elems, row_elems, c.head_stride, 1};
+    for (int b = 0; b < n; ++b)
+      for (int r = 0; r < c.length_k[b]; ++r)
+        row_offset[b].push_back(c.block_table[b * c.max_blocks + r / spec.page_size] * c.kv_strides[0] +
+                                (r % spec.page_size) * row_elems);
+    if (varlen(spec)) {
+      c.cu_k.push_back(0);
+      for (int b = 0; b < n; ++b) c.cu_k.push_back(c.cu_k.back() + c.length_k[b]);
+    }
+  } else if (varlen(spec)) {
+    c.cu_k.push_back(0);
+    for (int b = 0; b < n; ++b) c.cu_k.push_back(c.cu_k.back() + c.length_k[b]);
+    c.kv_sizes = {std::max(c.cu_k.back(), 0), hk, d};
+    c.kv_strides = {row_elems, c.head_stride, 1};
+    for (int b = 0; b < n; ++b)
+      for (int r = 0; r < c.length_k[b]; ++r) row_offset[b].push_back((c.cu_k[b] + r) * row_elems);
+  } else {
+    c.kv_sizes = {n, spec.s_k, hk, d};
+    c.kv_strides = {spec.s_k * row_elems, row_elems, c.head_stride, 1};
+    for (int b = 0; b < n; ++b)
+      for (int r = 0; r < c.length_k[b]; ++r) row_offset[b].push_back(b * c.kv_strides[0] + r * row_elems);
+  }
+  const int64_t kv_elems = std::max<int64_t>(1, c.kv_sizes[0] * c.kv_strides[0]);
+  c.k.assign(kv_elems, kPoisonBits);
+  c.v.assign(kv_elems, kPoisonBits);
+  for (int b = 0; b < n; ++b)
+    for (int j = 0; j < in.s_k[b]; ++j)
+      for (int h = 0; h < hk; ++h)
+        for (int f = 0; f < d; ++f) {
+          const int64_t at = row_offset[b][lp[b] + j] + h * c.head_stride + f;
+          const size_t logical = (static_cast<size_t>(j) * hk + h) * d + f;
+          c.k[at] = to_bits(static_cast<float>(in.k[b][logical]), spec.dtype);
+          c.v[at] = to_bits(static_cast<float>(in.v[b][logical]), spec.dtype);
+        }
+  if (need_seqused) c.seqused.assign(end.begin(), end.end());
+  if (!spec.leftpad.empty()) c.leftpad.assign(lp.begin(), lp.end());
+  c.lse_sizes = varlen(spec) ? std::vector<int64_t>{hq, c.cu_q.back()} : std::vector<int64_t>{n, hq, spec.s_q};
+  return c;
+}
+
+// Pointers of one run's tensors (device or host).
+struct RunBuffers {
+  flashplus_device_type device;
+  void *q, *k, *v, *out, *lse, *dmask, *cu_q, *cu_k, *seqused, *leftpad, *block_table, *slopes;
+};
+
+flashplus_fwd_args make_args(const HostCase& c, const RunBuffers& b) {
+  const FwdSpec& s = c.spec;
+  const int n = sequences(s);
+  flashplus_fwd_args a;
+  flashplus_fwd_args_init(&a);
+  a.q = tensor(b.q, s.dtype, b.device, c.q_sizes, c.q_strides);
+  a.k = tensor(b.k, s.dtype, b.device, c.kv_sizes, c.kv_strides);
+  a.v = tensor(b.v, s.dtype, b.device, c.kv_sizes, c.kv_strides);
+  a.out = tensor(b.out, s.dtype, b.device, c.q_sizes, c.q_strides);
+  a.softmax_lse = tensor(b.lse, FLASHPLUS_DTYPE_FLOAT32, b.device, c.lse_sizes);
+  if (s.s_dmask)
+    a.s_dmask = tensor(b.dmask, FLASHPLUS_DTYPE_FLOAT32, b.device, {n, s.h_q, c.max_seqlen_q, c.max_seqlen_k});
+  auto index = [&](void* data, int64_t count) { return tensor(data, FLASHPLUS_DTYPE_INT32, b.device, {count}); };
+  if (!c.cu_q.empty()) {
+    a.cu_seqlens_q = index(b.cu_q, n + 1);
+    a.cu_seqlens_k = index(b.cu_k, n + 1);
+    a.max_seqlen_q = c.max_seqlen_q;
+    a.max_seqlen_k = c.max_seqlen_k;
+  }
+  if (!c.seqused.empty()) a.seqused_k = index(b.seqused, n);
+  if (!c.leftpad.empty()) a.leftpad_k = index(b.leftpad, n);
+  if (!c.block_table.empty())
+    a.block_table = tensor(b.block_table, FLASHPLUS_DTYPE_INT32, b.device, {n, c.max_blocks});
+  if (s.alibi == 1) a.alibi_slopes = tensor(b.slopes, FLASHPLUS_DTYPE_FLOAT32, b.device, {s.h_q});
+  if (s.alibi == 2) a.alibi_slopes = tensor(b.slopes, FLASHPLUS_DTYPE_FLOAT32, b.device, {n, s.h_q});
+  a.softmax_scale = static_cast<float>(c.logical.scale);
+  a.softcap = s.softcap;
+  a.is_causal = s.causal ? 1 : 0;
+  a.window_left = s.window_left;
+  a.window_right = s.window_right;
+  a.dropout_p = s.dropout;
+  a.philox_seed = 0x1234567890abcdefULL + s.seed;
+  a.philox_offset = 77;
+  a.num_splits = s.num_splits;
+  return a;
+}
+
+struct RunResult {
+  flashplus_status status = FLASHPLUS_STATUS_OK;
+  std::string error;
+  std::vector<uint16_t> out;
+  std::vector<float> lse, dmask;
+};
+
+size_t dmask_count(const HostCase& c) {
+  return c.spec.s_dmask ? static_cast<size_t>(sequences(c.spec)) * c.spec.h_q * c.max_seqlen_q * c.max_seqlen_k : 0;
+}
+
+RunResult run_gpu(const HostCase& c) {
+  DeviceBuffer q = DeviceBuffer::from(c.q), k = DeviceBuffer::from(c.k), v = DeviceBuffer::from(c.v);
+  DeviceBuffer out(c.q.size() * 2), lse(product(c.lse_sizes) * 4 + 4), dmask(dmask_count(c) * 4 + 4);
+  out.fill_bytes(0xFF);
+  lse.fill_bytes(0xFF);
+  dmask.fill_bytes(0xFF);
+  DeviceBuffer cu_q = DeviceBuffer::from(c.cu_q), cu_k = DeviceBuffer::from(c.cu_k);
+  DeviceBuffer seqused = DeviceBuffer::from(c.seqused), leftpad = DeviceBuffer::from(c.leftpad);
+  DeviceBuffer table = DeviceBuffer::from(c.block_table), slopes = DeviceBuffer::from(c.slopes);
+  const RunBuffers b{FLASHPLUS_DEVICE_CUDA, q.data(), k.data(), v.data(), out.data(), lse.data(), dmask.data(),
+                     cu_q.data(), cu_k.data(), seqused.data(), leftpad.data(), table.data(), slopes.data()};
+  const flashplus_fwd_args args = make_args(c, b);
+  RunResult r;
+  r.status = flashplus_fwd(&args);
+  r.error = flashplus_last_error();
+  device_synchronize();
+  r.out = out.to_host<uint16_t>(c.q.size());
+  r.lse = lse.to_host<float>(product(c.lse_sizes));
+  r.dmask = dmask.to_host<float>(dmask_count(c));
+  return r;
+}
+
+RunResult run_cpu(const HostCase& c) {
+  HostCase h = c;  // the CPU reads host vectors in place
+  RunResult r;
+  r.out.assign(c.q.size(), kPoisonBits);
+  r.lse.assign(product(c.lse_sizes), std::numeric_limits<float>::quiet_NaN());
+  r.dmask.assign(dmask_count(c), std::numeric_limits<float>::quiet_NaN());
+  const RunBuffers b{FLASHPLUS_DEVICE_CPU, h.q.data(), h.k.data(), h.v.data(), r.out.data(), r.lse.data(),
+                     r.dmask.data(), h.cu_q.data(), h.cu_k.data(), h.seqused.data(), h.leftpad.data(),
+                     h.block_table.data(), h.slopes.data()};
+  const flashplus_fwd_args args = make_args(c, b);
+  r.status = flashplus_fwd(&args);
+  r.error = flashplus_last_error();
+  return r;
+}
+
+// Physical index helpers for outputs shaped like q / LSE.
+int64_t out_index(const HostCase& c, int b, int i, int h, int f) {
+  const int64_t row = c.cu_q.empty() ? static_cast<int64_t>(b) * c.spec.s_q + i : c.cu_q[b] + i;
+  return (row * c.spec.h_q + h) * c.head_stride + f;
+}
+
+int64_t lse_index(const HostCase& c, int b, int h, int i) {
+  if (c.cu_q.empty()) return (static_cast<int64_t>(b) * c.spec.h_q + h) * c.spec.s_q + i;
+  return static_cast<int64_t>(h) * c.cu_q.back() + c.cu_q[b] + i;
+}
+
+int64_t dmask_index(const HostCase& c, int b, int h, int i, int j) {
+  return ((static_cast<int64_t>(b) * c.spec.h_q + h) * c.max_seqlen_q + i) * c.max_seqlen_k + j;
+}
+
+std::string at(int b, int h, int i, int f = -1) {
+  std::ostringstream os;
+  os << "(seq " << b << ", head " << h << ", row " << i;
+  if (f >= 0) os << ", feature " << f;
+  os << ")";
+  return os.str();
+}
+
+struct ErrorStats {
+  double max_error = 0;
+  int b = -1, h = -1, i = -1, f = -1;
+  void add(double error, int b_, int h_, int i_, int f_ = -1) {
+    if (!(error <= max_error)) {  // NaN counts as the largest error
+      max_error = std::isnan(error) ? std::numeric_limits<double>::infinity() : error;
+      b = b_, h = h_, i = i_, f = f_;
+    }
+  }
+  std::string where() const { return at(b, h, i, f); }
+};
+
+void check_case(const FwdSpec& spec) {
+  FPCUDA_SKIP_WITHOUT_GPU();
+  HostCase c = build_case(spec);
+  const bool dropout = spec.dropout > 0.f;
+  if (!cuda_variant_compiled(spec.dtype, spec.d, dropout)) {
+    const RunResult r = run_gpu(c);
+    EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
+    EXPECT_NE(r.error.find("no compiled variant"), std::string::npos) << r.error;
+    GTEST_SKIP() << "variant not compiled in this preset (UNSUPPORTED checked): " << r.error;
+  }
+
+  RunResult cpu;
+  if (dropout) {
+    // The keep-mask comes from the CPU backend's S_dmask signs.
+    cpu = run_cpu(c);
+    ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
+    c.logical.keep.resize(sequences(spec));
+    for (int b = 0; b < sequences(spec); ++b) {
+      auto& keep = c.logical.keep[b];
+      keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
+      for (int h = 0; h < spec.h_q; ++h)
+        for (int i = 0; i < c.logical.s_q[b]; ++i)
+          for (int j = 0; j < c.logical.s_k[b]; ++j)
+            keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
+                std::signbit(cpu.dmask[dmask_index(c, b, h, i, j)]) ? 0 : 1;
+    }
+  }
+
+  const RunResult gpu = run_gpu(c);
+  ASSERT_EQ(gpu.status, FLASHPLUS_STATUS_OK) << gpu.error;
+  const AttentionOutputs exact = reference_fp64(c.logical);
+  const AttentionOutputs naive = reference_same_precision(c.logical, spec.dtype);
+
+  ErrorStats out_gpu, out_naive, lse_gpu, lse_naive;
+  double lse_scale = 1.0;
+  int64_t nonfinite = 0, empty_row_errors = 0;
+  const int d = spec.d;
+  for (int b = 0; b < sequences(spec); ++b) {
+    for (int h = 0; h < spec.h_q; ++h) {
+      for (int i = 0; i < c.logical.s_q[b]; ++i) {
+        const double lse_ref = exact.lse[b][static_cast<size_t>(h) * c.logical.s_q[b] + i];
+        const double lse_got = gpu.lse[lse_index(c, b, h, i)];
+        const bool empty_row = std::isinf(lse_ref);
+        if (empty_row) {
+          if (!(std::isinf(lse_got) && lse_got > 0)) ++empty_row_errors;
+        } else {
+          lse_scale = std::max(lse_scale, std::fabs(lse_ref));
+          lse_gpu.add(std::fabs(lse_got - lse_ref), b, h, i);
+          lse_naive.add(std::fabs(naive.lse[b][static_cast<size_t>(h) * c.logical.s_q[b] + i] - lse_ref), b, h, i);
+        }
+        for (int f = 0; f < d; ++f) {
+          const double ref = exact.out[b][(static_cast<size_t>(i) * spec.h_q + h) * d + f];
+          const double got = from_bits(gpu.out[out_index(c, b, i, h, f)], spec.dtype);
+          if (!std::isfinite(got)) ++nonfinite;
+          if (empty_row && got != 0.0) ++empty_row_errors;
+          out_gpu.add(std::fabs(got - ref), b, h, i, f);
+          out_naive.add(std::fabs(naive.out[b][(static_cast<size_t>(i) * spec.h_q + h) * d + f] - ref), b, h, i, f);
+        }
+      }
+    }
+  }
+  // Padding between heads must be untouched.
+  int64_t padding_written = 0;
+  if (spec.head_stride_pad > 0)
+    for (size_t e = 0; e < gpu.out.size(); ++e)
+      if (static_cast<int>(e % c.head_stride) >= d && gpu.out[e] != kPoisonBits) ++padding_written;
+
+  const double out_atol = spec.dtype == FLASHPLUS_DTYPE_BFLOAT16 ? 2e-3 : 5e-4;
+  const double lse_atol = 1e-3 + 2e-6 * lse_scale;
+  EXPECT_EQ(nonfinite, 0) << "out has NaN/inf (unwritten or overflow)";
+  EXPECT_EQ(empty_row_errors, 0) << "rows that see no key must give out = 0 and LSE = +inf";
+  EXPECT_EQ(padding_written, 0) << "out elements past head_dim were written";
+  EXPECT_LE(out_gpu.max_error, 2 * out_naive.max_error + out_atol)
+      << "out: gpu error " << out_gpu.max_error << " at " << out_gpu.where() << ", same-precision reference error "
+      << out_naive.max_error;
+  EXPECT_LE(lse_gpu.max_error, 2 * lse_naive.max_error + lse_atol)
+      << "lse: gpu error " << lse_gpu.max_error << " at " << lse_gpu.where() << ", same-precision reference error "
+      << lse_naive.max_error;
+
+  if (spec.s_dmask) {
+    int64_t sign_mismatch = 0, outside_nonzero = 0, value_errors = 0;
+    std::string first_bad;
+    for (int b = 0; b < sequences(spec); ++b)
+      for (int h = 0; h < spec.h_q; ++h)
+        for (int i = 0; i < c.max_seqlen_q; ++i)
+          for (int j = 0; j < c.max_seqlen_k; ++j) {
+            const float got = gpu.dmask[dmask_index(c, b, h, i, j)];
+            const bool inside = i < c.logical.s_q[b] && j < c.logical.s_k[b];
+            if (!inside) {
+              if (got != 0.f) ++outside_nonzero;
+              continue;
+            }
+            const double p = exact.probs[b][(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j];
+            if (std::fabs(std::fabs(got) - p) > 2e-3 + 1e-2 * p) {
+              if (value_errors++ == 0) first_bad = at(b, h, i) + " key " + std::to_string(j);
+            }
+            if (dropout && std::signbit(got) != std::signbit(cpu.dmask[dmask_index(c, b, h, i, j)])) ++sign_mismatch;
+            if (!dropout && got < 0.f) ++sign_mismatch;
+          }
+    EXPECT_EQ(outside_nonzero, 0) << "s_dmask entries outside (s_q, s_k) must be 0";
+    EXPECT_EQ(value_errors, 0) << "s_dmask |P| differs from the fp64 P, first at " << first_bad;
+    EXPECT_EQ(sign_mismatch, 0) << "s_dmask dropout signs differ from the CPU backend's";
+  }
+}
+
+std::vector<FwdSpec> fwd_specs() {
+  std::vector<FwdSpec> specs;
+  auto add = [&](FwdSpec s) { specs.push_back(s); };
+  // Small cases (also the compute-sanitizer subset: names start with "Small").
+  add({.name = "SmallDense"});
+  { FwdSpec s{.name = "SmallCausalGqa", .batch = 1, .s_q = 77, .s_k = 130, .h_q = 6, .h_k = 2, .causal = true}; add(s); }
+  { FwdSpec s{.name = "SmallVarlenEmpty", .h_q = 2, .h_k = 1, .lens_q = {0, 17, 113, 1, 0}, .lens_k = {5, 0, 200, 64, 0}}; add(s); }
+  { FwdSpec s{.name = "SmallPaged16", .batch = 3, .s_q = 33, .s_k = 150, .h_q = 4, .h_k = 2, .seqused = {150, 7, 99}, .page_size = 16, .causal = true}; add(s); }
+  { FwdSpec s{.name = "SmallSplit3", .batch = 1, .s_q = 5, .s_k = 700, .h_q = 2, .h_k = 1, .num_splits = 3}; add(s); }
+  { FwdSpec s{.name = "SmallDropoutDmask", .batch = 2, .s_q = 50, .s_k = 70, .h_q = 2, .h_k = 2, .dropout = 0.17f, .s_dmask = true}; add(s); }
+  { FwdSpec s{.name = "SmallUnalignedD33", .batch = 2, .s_q = 40, .s_k = 41, .h_q = 3, .h_k = 3, .d = 33, .causal = true}; add(s); }
+  // Odd sizes.
+  for (auto [sq, sk] : std::vector<std::pair<int, int>>{{1, 1}, {17, 17}, {113, 113}, {1, 1023}, {113, 1023}, {1023, 113}, {1023, 1023}})
+    for (bool causal : {false, true}) {
+      FwdSpec s{.batch = 2, .s_q = sq, .s_k = sk, .h_q = 2, .h_k = 1, .causal = causal};
+      s.name = "Seq" + std::to_string(sq) + "x" + std::to_string(sk) + (causal ? "Causal" : "");
+      s.seed = sq * 7 + sk;
+      add(s);
+    }
+  { FwdSpec s{.name = "Seq4097Causal", .batch = 1, .s_q = 4097, .s_k = 4097, .h_q = 1, .h_k = 1, .d = 64, .causal = true}; add(s); }
+  { FwdSpec s{.name = "Seq17x4097", .batch = 1, .s_q = 17, .s_k = 4097, .h_q = 2, .h_k = 2}; add(s); }
+  // Head dims served by padding, and head dims of other compiled variants.
+  for (int d : {40, 64, 72, 96, 128, 192, 200, 256}) {
+    FwdSpec s{.batch = 2, .s_q = 65, .s_k = 97, .h_q = 2, .h_k = 2, .d = d, .causal = d % 64 == 8};
+    s.name = "HeadDim" + std::to_string(d);
+    add(s);
+  }
+  { FwdSpec s{.name = "Fp16Dense", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 100, .s_k = 200}; add(s); }
+  // GQA / MQA.
+  { FwdSpec s{.name = "Mqa", .batch = 2, .s_q = 64, .s_k = 300, .h_q = 8, .h_k = 1}; add(s); }
+  // Masks and logit modifiers.
+  { FwdSpec s{.name = "CausalQLongerThanK", .batch = 2, .s_q = 300, .s_k = 100, .causal = true}; add(s); }
+  { FwdSpec s{.name = "WindowLeft32Causal", .s_q = 257, .s_k = 257, .causal = true, .window_left = 32}; add(s); }
+  { FwdSpec s{.name = "Window16x48", .s_q = 200, .s_k = 333, .window_left = 16, .window_right = 48}; add(s); }
+  { FwdSpec s{.name = "WindowRight5", .s_q = 129, .s_k = 64, .window_right = 5}; add(s); }
+  { FwdSpec s{.name = "AlibiPerHeadCausal", .s_q = 150, .s_k = 150, .causal = true, .alibi = 1}; add(s); }
+  { FwdSpec s{.name = "AlibiPerBatchHead", .s_q = 90, .s_k = 180, .alibi = 2}; add(s); }
+  { FwdSpec s{.name = "Softcap30", .s_q = 128, .s_k = 256, .softcap = 30.f, .input_scale = 3.0}; add(s); }
+  { FwdSpec s{.name = "SoftcapAlibiWindow", .s_q = 100, .s_k = 220, .window_left = 40, .window_right = 10, .softcap = 20.f, .alibi = 2}; add(s); }
+  // Huge logits (~1e3): no inf / NaN anywhere.
+  { FwdSpec s{.name = "Logits1e3", .s_q = 128, .s_k = 200, .input_scale = 30.0}; add(s); }
+  { FwdSpec s{.name = "Logits1e3Causal", .s_q = 200, .s_k = 128, .causal = true, .input_scale = 30.0}; add(s); }
+  // Dropout, exact keep-mask against the CPU backend.
+  { FwdSpec s{.name = "DropoutCausalVarlen", .h_q = 2, .h_k = 1, .lens_q = {31, 0, 130}, .lens_k = {64, 9, 130}, .causal = true, .dropout = 0.3f, .s_dmask = true}; add(s); }
+  { FwdSpec s{.name = "DmaskNoDropoutAlibi", .batch = 2, .s_q = 70, .s_k = 90, .window_left = 20, .alibi = 1, .s_dmask = true}; add(s); }
+  // Varlen, seqused, leftpad.
+  { FwdSpec s{.name = "VarlenCausal", .h_q = 4, .h_k = 2, .lens_q = {1, 128, 300, 17}, .lens_k = {1, 256, 300, 500}, .causal = true}; add(s); }
+  { FwdSpec s{.name = "LeftpadSeqused", .batch = 3, .s_q = 20, .s_k = 200, .seqused = {200, 150, 64}, .leftpad = {0, 37, 63}, .causal = true}; add(s); }
+  { FwdSpec s{.name = "VarlenSequsedLeftpad", .lens_q = {10, 20}, .lens_k = {100, 200}, .seqused = {90, 200}, .leftpad = {5, 130}}; add(s); }
+  // Paged K/V, any page size.
+  for (int ps : {1, 16, 256}) {
+    FwdSpec s{.batch = 3, .s_q = 19, .s_k = 300, .h_q = 4, .h_k = 2, .seqused = {300, 1, 129}, .page_size = ps};
+    s.name = "Paged" + std::to_string(ps);
+    add(s);
+  }
+  { FwdSpec s{.name = "PagedVarlen7", .h_q = 2, .h_k = 2, .lens_q = {3, 40}, .lens_k = {50, 99}, .page_size = 7, .causal = true}; add(s); }
+  { FwdSpec s{.name = "PagedLeftpad16", .batch = 2, .s_q = 8, .s_k = 100, .seqused = {100, 80}, .leftpad = {20, 3}, .page_size = 16}; add(s); }
+  // Split-KV: explicit, heuristic (decode shape), clamped.
+  { FwdSpec s{.name = "SplitHeuristicDecode", .batch = 1, .s_q = 1, .s_k = 3000, .h_q = 4, .h_k = 1, .num_splits = 0}; add(s); }
+  { FwdSpec s{.name = "Split64Clamped", .batch = 2, .s_q = 70, .s_k = 500, .causal = true, .num_splits = 64}; add(s); }
+  { FwdSpec s{.name = "SplitVarlenPaged", .h_q = 2, .h_k = 1, .lens_q = {1, 5, 0}, .lens_k = {700, 65, 3}, .page_size = 32, .num_splits = 4}; add(s); }
+  // Strides: padded heads, aligned (pad 8) and not (pad 3).
+  { FwdSpec s{.name = "HeadStridePad8", .s_q = 70, .s_k = 90, .head_stride_pad = 8}; add(s); }
+  { FwdSpec s{.name = "HeadStridePad3Causal", .s_q = 70, .s_k = 90, .causal = true, .head_stride_pad = 3}; add(s); }
+  return specs;
+}
+
+class CudaFwd : public ::testing::TestWithParam<FwdSpec> {};
+
+TEST_P(CudaFwd, MatchesFp64Oracle) { check_case(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaFwd, ::testing::ValuesIn(fwd_specs()),
+                         [](const ::testing::TestParamInfo<FwdSpec>& info) { return info.param.name; });
+
+// Same inputs, same result: the kernel has no run-to-run nondeterminism (no atomics in forward).
+TEST(CudaFwdRepeat, SmallBitIdenticalRuns) {
+  FPCUDA_SKIP_WITHOUT_GPU();
+  FwdSpec s{.name = "repeat", .batch = 2, .s_q = 100, .s_k = 300, .causal = true, .num_splits = 3};
+  if (!cuda_variant_compiled(s.dtype, s.d, false)) GTEST_SKIP() << "variant not compiled";
+  const HostCase c = build_case(s);
+  const RunResult first = run_gpu(c), second = run_gpu(c);
+  ASSERT_EQ(first.status, FLASHPLUS_STATUS_OK) << first.error;
+  EXPECT_EQ(first.out, second.out);
+  EXPECT_EQ(0, std::memcmp(first.lse.data(), second.lse.data(), first.lse.size() * sizeof(float)));
+}
+
+TEST(CudaBwd, ReportsUnsupported) {
+  FPCUDA_SKIP_WITHOUT_GPU();
+  flashplus_bwd_args a;
+  flashplus_bwd_args_init(&a);
+  constexpr int64_t kSlot = 256;  // elements per tensor: 4 rows x 64 features
+  DeviceBuffer buf(16 * kSlot * 4);
+  int slot = 0;
+  const auto t = [&](std::vector<int64_t> sizes, flashplus_dtype dt) {
+    void* data = static_cast<char*>(buf.data()) + (slot++) * kSlot * 4;
+    return tensor(data, dt, FLASHPLUS_DEVICE_CUDA, sizes);
+  };
+  const flashplus_dtype bf16 = FLASHPLUS_DTYPE_BFLOAT16;
+  a.q = t({1, 4, 1, 64}, bf16);
+  a.k = t({1, 4, 1, 64}, bf16);
+  a.v = t({1, 4, 1, 64}, bf16);
+  a.out = t({1, 4, 1, 64}, bf16);
+  a.dout = t({1, 4, 1, 64}, bf16);
+  a.dq = t({1, 4, 1, 64}, bf16);
+  a.dk = t({1, 4, 1, 64}, bf16);
+  a.dv = t({1, 4, 1, 64}, bf16);
+  a.softmax_lse = t({1, 1, 4}, FLASHPLUS_DTYPE_FLOAT32);
+  a.softmax_d = t({1, 1, 4}, FLASHPLUS_DTYPE_FLOAT32);
+  a.softmax_scale = 0.125f;
+  a.flags = FLASHPLUS_FLAG_DRY_RUN;
+  const flashplus_status status = flashplus_bwd(&a);
+  EXPECT_EQ(status, FLASHPLUS_STATUS_UNSUPPORTED) << flashplus_last_error();
+}
+
+}  // namespace
+}  // namespace fpcuda
