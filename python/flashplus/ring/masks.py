@@ -81,7 +81,7 @@ def visible_block(q: Segment, k: Segment, window_left: int, window_right: int) -
     s_q = row_last - row_first + 1
     s_k = col_last - col_first + 1
     corner = s_k - s_q  # the kernel's diagonal: j' - i' = s_k - s_q
-    shift = col_first - row_first  # j' - i' = (j - i) + shift inside the trimmed box
+    shift = row_first - col_first  # j' - i' = (j - i) + shift inside the trimmed box
     left = right = UNBOUNDED
     # A bound is only passed when it cuts something: lo' > 1 - s_q means the last row is
     # limited on the left; hi' < s_k - 1 means the first row is limited on the right.
