@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# device_check.sh — one call on a GPU machine: configure + build the CUDA backend and its tests,
+# run the GPU test suite, run compute-sanitizer (memcheck, racecheck) on the small cases, and print
+# a short table last.
+#
+# Usage (repository root):  tools/device_check.sh [dev|full] [extra cmake args...]
+# Expects: nvcc, cmake, ninja. CuTe/CUTLASS headers from python3's nvidia-cutlass or from
+# .cutlass/include (copy of the pip package's source/include, carried to the machine); GoogleTest
+# from the system or built from .deps/googletest (a copy of /usr/src/googletest, carried).
+# Full logs go to $OUT (the device tool's output folder) or build-device/logs.
+set -uo pipefail
+
+PRESET="${1:-dev}"
+shift || true
+ROOT="$(pwd)"
+BUILD="$ROOT/build-device-$PRESET"
+LOGS="${OUT:-$BUILD/logs}"
+mkdir -p "$LOGS"
+JOBS="${FLASHPLUS_JOBS:-16}"
+declare -a ROWS
+
+row() { ROWS+=("$(printf '%-28s %s' "$1" "$2")"); }
+
+echo "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -4
+nvcc --version | tail -2
+date -u +"%Y-%m-%dT%H:%M:%SZ"
+git rev-parse --short HEAD 2>/dev/null || true
+
+# GoogleTest: system package, else build the carried source once.
+GTEST_ARGS=()
+if ! ls /usr/lib/x86_64-linux-gnu/libgtest.a /usr/lib/libgtest.a /usr/local/lib/libgtest.a >/dev/null 2>&1; then
+  if [ -d "$ROOT/.deps/googletest" ]; then
+    echo "== building GoogleTest from .deps/googletest"
+    cmake -S "$ROOT/.deps/googletest" -B /tmp/gtest-build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DBUILD_GMOCK=OFF -DCMAKE_INSTALL_PREFIX=/tmp/gtest-install -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$LOGS/gtest.log" 2>&1 &&
+      cmake --build /tmp/gtest-build -j "$JOBS" >>"$LOGS/gtest.log" 2>&1 &&
+      cmake --install /tmp/gtest-build >>"$LOGS/gtest.log" 2>&1 || { tail -20 "$LOGS/gtest.log"; }
+    GTEST_ARGS=(-DGTEST_ROOT=/tmp/gtest-install -DCMAKE_PREFIX_PATH=/tmp/gtest-install)
+  fi
+fi
+
+echo "== configure (preset $PRESET)"
+if ! cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHPLUS_PRESET="$PRESET" \
+    -DFLASHPLUS_CUDA=ON -DFLASHPLUS_PTXAS_VERBOSE=ON "${GTEST_ARGS[@]}" "$@" >"$LOGS/configure.log" 2>&1; then
+  tail -30 "$LOGS/configure.log"
+  echo "configure FAILED"
+  exit 1
+fi
+grep "flashplus:" "$LOGS/configure.log"
+
+echo "== build"
+start=$(date +%s)
+cmake --build "$BUILD" -j "$JOBS" --target flashplus flashplus_cuda_tests >"$LOGS/build.log" 2>&1
+build_rc=$?
+build_s=$(( $(date +%s) - start ))
+grep -E "error|Used [0-9]+ registers|spill" "$LOGS/build.log" | grep -v "0 bytes spill" | head -20
+if [ $build_rc -ne 0 ]; then
+  grep -B2 -A12 "FAILED" "$LOGS/build.log" | head -60
+  echo "build FAILED after ${build_s}s"
+  exit 1
+fi
+lib="$(readlink -f "$BUILD/libflashplus.so")"
+lib_size=$(stat -c %s "$lib")
+row "build ($PRESET, -j$JOBS)" "${build_s}s"
+row "libflashplus.so" "$((lib_size / 1024)) KiB"
+row "linked libraries" "$(ldd "$lib" | awk '{print $1}' | grep -v -e linux-vdso -e ld-linux | tr '\n' ' ')"
+TESTS="$BUILD/kernels/tests_cuda/flashplus_cuda_tests"
+
+echo "== tests"
+start=$(date +%s)
+"$TESTS" --gtest_output="xml:$LOGS/tests.xml" >"$LOGS/tests.log" 2>&1
+tests_rc=$?
+tests_s=$(( $(date +%s) - start ))
+grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|error|gpu error|differs|must" "$LOGS/tests.log" | head -80
+summary=$(grep -E "^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test" "$LOGS/tests.log" | tr '\n' ' ')
+skipped=$(grep -cE "^\[  SKIPPED \] [A-Z]" "$LOGS/tests.log")
+row "gpu tests (rc $tests_rc, ${tests_s}s)" "$summary skipped: $skipped"
+
+SMALL='*Small*'
+for tool in memcheck racecheck; do
+  echo "== compute-sanitizer $tool ($SMALL)"
+  start=$(date +%s)
+  compute-sanitizer --tool "$tool" --error-exitcode 99 "$TESTS" --gtest_filter="$SMALL" >"$LOGS/$tool.log" 2>&1
+  rc=$?
+  s=$(( $(date +%s) - start ))
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Hazard|^\[  (FAILED|PASSED) " "$LOGS/$tool.log" | head -12
+  row "sanitizer $tool (${s}s)" "rc $rc, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGS/$tool.log" | head -1)"
+done
+
+echo
+echo "== summary ($(nvidia-smi --query-gpu=name --format=csv,noheader | head -1), preset $PRESET)"
+for r in "${ROWS[@]}"; do echo "$r"; done
