@@ -167,7 +167,8 @@ def varlen_calls(blocks: Sequence[Block], device: torch.device) -> List[KernelCa
     for blk in blocks:
         key = (blk.window_left, blk.window_right)
         counts[key] = counts.get(key, 0) + 1
-    windows = sorted(counts, key=lambda w: -counts[w])
+    # Bounded windows first: an unbounded block can take a bounded window, never the reverse.
+    windows = sorted(counts, key=lambda w: (w.count(UNBOUNDED), -counts[w]))
     by_window: Dict[Tuple[int, int], List[Block]] = {}
     for blk in blocks:
         window = next(w for w in windows if _fits(blk, w))

@@ -85,9 +85,11 @@ class DistPool:
         self._start()
 
     def run(self, case: str, **kwargs: Any) -> List[Any]:
-        """Run cases.<case>(rank=, world_size=, **kwargs) on every rank; results by rank."""
+        """Run case(rank=, world_size=, **kwargs) on every rank; results by rank. `case` is
+        "module:function", or a function name in cases.py."""
+        name = case if ":" in case else f"cases:{case}"
         for tasks in self._tasks:
-            tasks.put((f"cases:{case}", kwargs))
+            tasks.put((name, kwargs))
         by_rank: Dict[int, Any] = {}
         errors: List[str] = []
         deadline = time.monotonic() + self.timeout_s
