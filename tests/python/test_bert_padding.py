@@ -1,7 +1,7 @@
 """flash_attn.bert_padding: unpad/pad round trips, the 5-tuple, gradients through gathers."""
 import torch
 
-from conftest import rand
+from fa_support import rand
 from flash_attn.bert_padding import (index_first_axis, index_put_first_axis, pad_input,
                                      unpad_input, unpad_input_for_concatenated_sequences)
 

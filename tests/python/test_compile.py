@@ -5,7 +5,7 @@ touch) quickly; one test also goes through the default inductor backend."""
 import pytest
 import torch
 
-from conftest import DEVICES, cu_seqlens, rand
+from fa_support import DEVICES, cu_seqlens, rand
 from flash_attn import flash_attn_func, flash_attn_varlen_func, flash_attn_with_kvcache
 
 

@@ -4,7 +4,7 @@ Every test skips without a GPU."""
 import pytest
 import torch
 
-from conftest import rand, requires_cuda
+from fa_support import rand, requires_cuda
 from flash_attn import flash_attn_func, flash_attn_with_kvcache
 from flashplus import ops
 

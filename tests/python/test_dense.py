@@ -3,7 +3,7 @@ backward, against the fp64 oracle with flash-attn's tolerance rule."""
 import pytest
 import torch
 
-from conftest import DEVICE_DTYPES, dtype_id, rand
+from fa_support import DEVICE_DTYPES, dtype_id, rand
 from checks import compare, keep_from_s_dmask, leaves, oracle_sequences
 from flash_attn import flash_attn_func, flash_attn_kvpacked_func, flash_attn_qkvpacked_func
 
@@ -179,3 +179,11 @@ def test_no_key_visible_rows_give_zero_and_inf_lse():
     # bottom-right aligned: query i sees keys j <= i + s_k - s_q, so rows 0..2 see none
     assert torch.all(out[:, :3] == 0)
     assert torch.all(torch.isinf(lse[..., :3]) & (lse[..., :3] > 0))
+
+
+@pytest.mark.parametrize("device,dtype", DEVICE_DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("d", [1, 20, 36, 100, 200])
+def test_odd_head_dims(device, dtype, d):
+    """Head dims that no kernel is specialised for: native on CPU, zero-padded on CUDA."""
+    results, ref, base, _ = run_dense(device, dtype, (2, 15, 26, 4, 2, d), causal=True)
+    compare(results, ref, base, dtype)

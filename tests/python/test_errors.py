@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import cu_seqlens, rand
+from fa_support import cu_seqlens, rand
 from flash_attn import flash_attn_func, flash_attn_varlen_func, flash_attn_with_kvcache
 from flash_attn import flash_attn_interface as fai
 

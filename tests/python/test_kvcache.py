@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import oracle
-from conftest import DEVICE_DTYPES, dtype_id, rand
+from fa_support import DEVICE_DTYPES, dtype_id, rand
 from flash_attn import flash_attn_with_kvcache
 
 CASES = [

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import oracle
-from conftest import DEVICES, cu_seqlens, rand
+from fa_support import DEVICES, cu_seqlens, rand
 from flash_attn import flash_attn_interface as fai
 
 FORWARD_PARAMS = ["q", "k", "v", "dropout_p", "softmax_scale", "causal", "window_size_left",

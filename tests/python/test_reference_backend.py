@@ -5,7 +5,7 @@ import torch
 
 import oracle
 from checks import compare
-from conftest import DEVICES, rand
+from fa_support import DEVICES, rand
 from flash_attn import flash_attn_func
 from test_dense import run_dense
 from test_kvcache import _oracle, run_kvcache

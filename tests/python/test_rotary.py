@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import oracle
-from conftest import cu_seqlens, rand
+from fa_support import cu_seqlens, rand
 from flash_attn.layers.rotary import apply_rotary_emb
 
 

@@ -3,7 +3,7 @@ and backward, against the fp64 oracle run sequence by sequence."""
 import pytest
 import torch
 
-from conftest import DEVICE_DTYPES, cu_seqlens, dtype_id, rand
+from fa_support import DEVICE_DTYPES, cu_seqlens, dtype_id, rand
 from checks import compare, keep_from_s_dmask, leaves, oracle_sequences
 from flash_attn import (flash_attn_varlen_func, flash_attn_varlen_kvpacked_func,
                         flash_attn_varlen_qkvpacked_func)
