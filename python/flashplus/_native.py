@@ -20,18 +20,20 @@ _BUILD_HINT_STATUSES = (_lib.STATUS_UNSUPPORTED, _lib.STATUS_NOT_COMPILED)
 def build_hint() -> str:
     """What this build compiled for CUDA and how to build for something else."""
     try:
-        cuda = json.loads(_lib.build_info_json()).get("backends", {}).get("cuda", {})
+        info = json.loads(_lib.build_info_json())
     except ValueError:
-        cuda = {}
+        info = {}
+    cuda = info.get("backends", {}).get("cuda", {})
     if not cuda.get("compiled"):
         have = "this build has no CUDA backend (nvcc was not found when it was built)"
     else:
-        have = (f"this build has CUDA kernels for archs {cuda.get('archs')}, head dims "
-                f"{cuda.get('head_dims')}, dtypes {cuda.get('dtypes')} (preset "
-                f"{json.loads(_lib.build_info_json()).get('preset')})")
-    return (f"{have}. To build for another GPU or configuration, reinstall from source with nvcc "
-            "on PATH, e.g. `pip install . -C cmake.define.FLASHPLUS_PRESET=full "
-            "-C cmake.define.CMAKE_CUDA_ARCHITECTURES=<sm, e.g. 80>`; "
+        have = (f"this build ({info.get('preset')} preset) has CUDA kernels for archs "
+                f"{cuda.get('archs')}, head dims up to {cuda.get('max_head_dim')} "
+                f"{cuda.get('head_dims')}, dtypes {cuda.get('dtypes')}, backward "
+                f"{'yes' if cuda.get('backward') else 'no'}")
+    return (f"{have}. To build for another GPU or configuration, reinstall from source with "
+            "nvcc on PATH, e.g. `pip install . -C cmake.define.FLASHPLUS_PRESET=full "
+            "-C cmake.define.FLASHPLUS_CUDA_ARCHITECTURES=90` (sm80 and newer); "
             "`python -m flashplus doctor` shows what is compiled")
 
 

@@ -82,23 +82,30 @@ def _max_error(a, b) -> float:
     return float((a.detach().float() - b.detach().float()).abs().max())
 
 
-def _self_test_dense(device: str, dtype) -> Tuple[bool, str]:
+def _dense_inputs(device: str, dtype, requires_grad: bool):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    shapes = ((2, 37, 4, 64), (2, 45, 2, 64), (2, 45, 2, 64), (2, 37, 4, 64))
+    q, k, v, dout = (torch.randn(s, generator=gen).to(device, dtype) for s in shapes)
+    return [t.requires_grad_(requires_grad) for t in (q, k, v)] + [dout]
+
+
+def _self_test_dense_fwd(device: str, dtype) -> Tuple[bool, str]:
     from flash_attn import flash_attn_func
 
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    shape_q, shape_kv = (2, 37, 4, 64), (2, 45, 2, 64)
-    q, k, v = (torch.randn(s, generator=gen).to(device, dtype).requires_grad_()
-               for s in (shape_q, shape_kv, shape_kv))
-    dout = torch.randn(shape_q, generator=gen).to(device, dtype)
-    out = flash_attn_func(q, k, v, causal=True)
-    out.backward(dout)
-    grads = [t.grad for t in (q, k, v)]
+    q, k, v, _ = _dense_inputs(device, dtype, requires_grad=False)
+    error = _max_error(flash_attn_func(q, k, v, causal=True), _attention_fp32(q, k, v, causal=True))
+    return error <= TOLERANCE[dtype] * 4, f"out {error:.1e}"
+
+
+def _self_test_dense_bwd(device: str, dtype) -> Tuple[bool, str]:
+    from flash_attn import flash_attn_func
+
+    q, k, v, dout = _dense_inputs(device, dtype, requires_grad=True)
+    flash_attn_func(q, k, v, causal=True).backward(dout)
     leaves = [t.detach().float().requires_grad_() for t in (q, k, v)]
-    ref = _attention_fp32(*leaves, causal=True)
-    ref.backward(dout.float())
-    errors = [_max_error(out, ref)] + [_max_error(g, r.grad) for g, r in zip(grads, leaves)]
-    ok = max(errors) <= TOLERANCE[dtype] * 4
-    return ok, "fwd {:.1e}, dq {:.1e}, dk {:.1e}, dv {:.1e}".format(*errors)
+    _attention_fp32(*leaves, causal=True).backward(dout.float())
+    errors = [_max_error(t.grad, r.grad) for t, r in zip((q, k, v), leaves)]
+    return max(errors) <= TOLERANCE[dtype] * 4, "dq {:.1e}, dk {:.1e}, dv {:.1e}".format(*errors)
 
 
 def _self_test_kvcache(device: str, dtype) -> Tuple[bool, str]:
@@ -120,29 +127,42 @@ def _self_test_kvcache(device: str, dtype) -> Tuple[bool, str]:
     return ok, f"decode {error:.1e}, append {'exact' if appended == 0 else 'WRONG'}"
 
 
-def _backends() -> List[Tuple[str, torch.dtype]]:
-    backends = [("cpu", torch.float32), ("cpu", torch.bfloat16)]
+_CUDA_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+_TESTS: List[Tuple[str, Callable]] = [("dense causal GQA forward", _self_test_dense_fwd),
+                                      ("dense causal GQA backward", _self_test_dense_bwd),
+                                      ("kvcache decode + append", _self_test_kvcache)]
+
+
+def _backends(info: Dict[str, Any]) -> List[Tuple[str, torch.dtype, bool]]:
+    """(device, dtype, has_backward) for every backend this build can run here."""
+    backends = [("cpu", torch.float32, True), ("cpu", torch.bfloat16, True)]
     lib = _lib.load()
+    cuda = info.get("backends", {}).get("cuda", {})
     for gpu in _gpus():
-        if lib.flashplus_backend_status(_lib.DEVICE_CUDA, gpu["index"]) == _lib.STATUS_OK:
-            backends += [(f"cuda:{gpu['index']}", torch.float16),
-                         (f"cuda:{gpu['index']}", torch.bfloat16)]
+        if lib.flashplus_backend_status(_lib.DEVICE_CUDA, gpu["index"]) != _lib.STATUS_OK:
+            continue
+        for name in cuda.get("dtypes", []):
+            if name in _CUDA_DTYPES:
+                backends.append((f"cuda:{gpu['index']}", _CUDA_DTYPES[name],
+                                 bool(cuda.get("backward", False))))
     return backends
 
 
-def _run_tests() -> List[Dict[str, Any]]:
-    tests: List[Tuple[str, Callable]] = [("dense causal GQA fwd+bwd", _self_test_dense),
-                                         ("kvcache decode + append", _self_test_kvcache)]
+def _run_tests(info: Dict[str, Any]) -> List[Dict[str, Any]]:
     results = []
-    for device, dtype in _backends():
-        for name, test in tests:
+    for device, dtype, has_backward in _backends(info):
+        for name, test in _TESTS:
+            row = {"backend": device, "dtype": str(dtype).replace("torch.", ""), "test": name}
+            if test is _self_test_dense_bwd and not has_backward:
+                results.append(dict(row, ok=True, skipped=True,
+                                    detail="not in this build (build_info: backward false)"))
+                continue
             try:
                 ok, detail = test(device, dtype)
             except Exception as exc:  # a failing backend is reported, not fatal to the report
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
                 traceback.print_exc(file=sys.stderr)
-            results.append({"backend": device, "dtype": str(dtype).replace("torch.", ""),
-                            "test": name, "ok": ok, "detail": detail})
+            results.append(dict(row, ok=ok, detail=detail))
     return results
 
 
@@ -175,7 +195,7 @@ def collect() -> Dict[str, Any]:
     report["backend_status"] = {
         name: "ok" if status == _lib.STATUS_OK else
         f"{_lib.status_name(status)}: {_lib.last_error()}" for name, status in statuses.items()}
-    report["self_test"] = _run_tests()
+    report["self_test"] = _run_tests(report["build_info"])
     return report
 
 
@@ -205,8 +225,8 @@ def _print(report: Dict[str, Any]) -> None:
         print(line(f"status {name}", status))
     print("\nself-test (against float32 torch):")
     for r in report["self_test"]:
-        mark = "PASS" if r["ok"] else "FAIL"
-        print(f"  {mark}  {r['backend']:<8} {r['dtype']:<9} {r['test']:<26} {r['detail']}")
+        mark = "SKIP" if r.get("skipped") else "PASS" if r["ok"] else "FAIL"
+        print(f"  {mark}  {r['backend']:<8} {r['dtype']:<9} {r['test']:<27} {r['detail']}")
 
 
 def ok(report: Dict[str, Any]) -> bool:
