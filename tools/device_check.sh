@@ -74,8 +74,12 @@ tests_rc=$?
 tests_s=$(( $(date +%s) - start ))
 grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|Expected|Which is|error|gpu error|differs|must" "$LOGS/tests.log" | head -80
 summary=$(grep -E "^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test" "$LOGS/tests.log" | tr '\n' ' ')
-skipped=$(grep -cE "^\[  SKIPPED \] [A-Z]" "$LOGS/tests.log")
+skipped=$(grep -cE "^\[  SKIPPED \] .* \([0-9]+ ms\)" "$LOGS/tests.log")
 row "gpu tests (rc $tests_rc, ${tests_s}s)" "$summary skipped: $skipped"
+
+echo "== forward timing (16k tokens, hidden 2048; median of 10)"
+"$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*Timing*' >"$LOGS/timing.log" 2>&1
+grep "timing" "$LOGS/timing.log"
 
 SMALL='*Small*'
 for tool in memcheck racecheck; do

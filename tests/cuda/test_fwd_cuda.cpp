@@ -9,6 +9,7 @@
 // of the shared Philox layout) and require the GPU's S_dmask signs to match it exactly.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include "cuda_test_support.h"
@@ -403,6 +405,8 @@ void check_case(const FwdSpec& spec) {
     for (size_t e = 0; e < gpu.out.size(); ++e)
       if (static_cast<int>(e % c.head_stride) >= d && gpu.out[e] != kPoisonBits) ++padding_written;
 
+  std::printf("[ errors   ] %s: out gpu %.3g naive %.3g | lse gpu %.3g naive %.3g\n", spec.name.c_str(),
+              out_gpu.max_error, out_naive.max_error, lse_gpu.max_error, lse_naive.max_error);
   const double out_atol = spec.dtype == FLASHPLUS_DTYPE_BFLOAT16 ? 2e-3 : 5e-4;
   const double lse_atol = 1e-3 + 2e-6 * lse_scale;
   EXPECT_EQ(nonfinite, 0) << "out has NaN/inf (unwritten or overflow)";
@@ -502,6 +506,11 @@ std::vector<FwdSpec> fwd_specs() {
   { FwdSpec s{.name = "SplitHeuristicDecode", .batch = 1, .s_q = 1, .s_k = 3000, .h_q = 4, .h_k = 1, .num_splits = 0}; add(s); }
   { FwdSpec s{.name = "Split64Clamped", .batch = 2, .s_q = 70, .s_k = 500, .causal = true, .num_splits = 64}; add(s); }
   { FwdSpec s{.name = "SplitVarlenPaged", .h_q = 2, .h_k = 1, .lens_q = {1, 5, 0}, .lens_k = {700, 65, 3}, .page_size = 32, .num_splits = 4}; add(s); }
+  // Other compiled variants (full preset): fp16, the 8-warp tiles, dropout there.
+  { FwdSpec s{.name = "Fp16DropoutHd256", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 2, .s_q = 70, .s_k = 130, .h_q = 2, .h_k = 1, .d = 256, .causal = true, .dropout = 0.2f, .s_dmask = true}; add(s); }
+  { FwdSpec s{.name = "Hd192PagedSplit", .batch = 2, .s_q = 9, .s_k = 400, .h_q = 4, .h_k = 1, .d = 192, .seqused = {400, 77}, .page_size = 16, .causal = true, .num_splits = 3}; add(s); }
+  { FwdSpec s{.name = "Fp16VarlenHd64Window", .dtype = FLASHPLUS_DTYPE_FLOAT16, .h_q = 4, .h_k = 2, .d = 64, .lens_q = {100, 1, 257}, .lens_k = {300, 20, 257}, .window_left = 30, .window_right = 7, .alibi = 1}; add(s); }
+  { FwdSpec s{.name = "Fp16D80Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 222, .d = 80, .softcap = 15.f, .input_scale = 2.0}; add(s); }
   // Strides: padded heads, aligned (pad 8) and not (pad 3).
   { FwdSpec s{.name = "HeadStridePad8", .s_q = 70, .s_k = 90, .head_stride_pad = 8}; add(s); }
   { FwdSpec s{.name = "HeadStridePad3Causal", .s_q = 70, .s_k = 90, .causal = true, .head_stride_pad = 3}; add(s); }
@@ -525,6 +534,57 @@ TEST(CudaFwdRepeat, SmallBitIdenticalRuns) {
   ASSERT_EQ(first.status, FLASHPLUS_STATUS_OK) << first.error;
   EXPECT_EQ(first.out, second.out);
   EXPECT_EQ(0, std::memcmp(first.lse.data(), second.lse.data(), first.lse.size() * sizeof(float)));
+}
+
+// Forward throughput on a standard shape (16k tokens, hidden 2048). Disabled by default: run with
+// --gtest_also_run_disabled_tests --gtest_filter='*Timing*'. FLOPs as flash-attn counts them.
+TEST(CudaFwdTiming, DISABLED_Report) {
+  FPCUDA_SKIP_WITHOUT_GPU();
+  for (int d : {64, 128, 256}) {
+    for (bool causal : {false, true}) {
+      for (int seqlen : {512, 2048, 8192}) {
+        const flashplus_dtype dtype = cuda_variant_compiled(FLASHPLUS_DTYPE_BFLOAT16, d, false) ? FLASHPLUS_DTYPE_BFLOAT16
+                                                                                                 : FLASHPLUS_DTYPE_FLOAT16;
+        if (!cuda_variant_compiled(dtype, d, false)) continue;
+        const int batch = 16384 / seqlen, heads = 2048 / d;
+        const size_t elems = static_cast<size_t>(batch) * seqlen * heads * d;
+        std::vector<uint16_t> host(elems);
+        Rng rng(d + seqlen);
+        for (auto& x : host) x = to_bits(static_cast<float>(rng.normal()), dtype);
+        DeviceBuffer q = DeviceBuffer::from(host), k = DeviceBuffer::from(host), v = DeviceBuffer::from(host);
+        DeviceBuffer out(elems * 2), lse(static_cast<size_t>(batch) * heads * seqlen * 4);
+        flashplus_fwd_args a;
+        flashplus_fwd_args_init(&a);
+        const std::vector<int64_t> shape{batch, seqlen, heads, d};
+        a.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
+        a.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
+        a.is_causal = causal;
+        a.num_splits = 1;
+        for (int warm = 0; warm < 3; ++warm) ASSERT_EQ(flashplus_fwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+        cudaEvent_t start, stop;
+        cudaEventCreate(&start);
+        cudaEventCreate(&stop);
+        std::vector<float> ms(10);
+        for (float& t : ms) {
+          cudaEventRecord(start);
+          flashplus_fwd(&a);
+          cudaEventRecord(stop);
+          cudaEventSynchronize(stop);
+          cudaEventElapsedTime(&t, start, stop);
+        }
+        std::sort(ms.begin(), ms.end());
+        const double flops = 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
+        std::printf("[ timing   ] fwd %s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", dtype_name(dtype), d, seqlen,
+                    batch, heads, causal ? "causal" : "full", ms[5], flops / (ms[5] * 1e-3) / 1e12);
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+      }
+    }
+  }
 }
 
 TEST(CudaBwd, ReportsUnsupported) {
