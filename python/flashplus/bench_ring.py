@@ -9,9 +9,10 @@ efficiency = T_single / (N x T_ring): T_single is one GPU running the whole N x 
 the same kernels (measured on every GPU at once, slowest taken), T_ring the slowest rank's time
 for the ring call; 100% means the ring is as fast as splitting the work N ways for free.
 Varlen variants run a packed batch of --docs equal documents, against a single-GPU varlen call
-on the same batch. Timings are CUDA-event medians after warm-up; peak memory is
-torch.cuda.max_memory_allocated during the variant's forward+backward. Without a GPU it runs on
-CPU with gloo (for checking the script, not for numbers). Rank 0 prints a table and writes JSON.
+on the same batch. Timings are CUDA-event medians after warm-up. Peak memory is this rank's
+shard of the inputs plus the most one call allocates on top of them (the full-sequence tensors
+the baseline keeps are not counted), the largest over ranks. Without a GPU it runs on CPU with
+gloo (for checking the script, not for numbers). Rank 0 prints a table and writes JSON.
 """
 import argparse
 import json
@@ -45,6 +46,7 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=-1, help="sliding window left size")
     parser.add_argument("--docs", type=int, default=4, help="documents in the varlen batch")
     parser.add_argument("--heads-k-stride", type=int, default=1, help="llama3 K/V heads per gather")
+    parser.add_argument("--modes", default="fwd,fwd_bwd", help="fwd, fwd_bwd or both")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default=None, help="cuda (default when present) or cpu")
@@ -88,14 +90,17 @@ def _median_seconds(fn: Callable[[], None], device: torch.device, warmup: int, r
     return slowest.item()
 
 
-def _peak_bytes(fn: Callable[[], None], device: torch.device) -> Optional[int]:
+def _peak_bytes(fn: Callable[[], None], device: torch.device, input_bytes: int) -> Optional[int]:
+    """This rank's inputs plus the peak of what one call allocates on top of what is already
+    there (the full-sequence tensors kept for the baseline are not the ring's)."""
     if device.type != "cuda":
         return None
     torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device)
+    return input_bytes + torch.cuda.max_memory_allocated(device) - before
 
 
 class Problem:
@@ -161,6 +166,8 @@ class Problem:
                                 "stripe": "stripe_flash_attn_varlen_func"}[layout])
         q, k, v, dout = local
         q, k, v = (t.detach().requires_grad_(backward) for t in (q, k, v))
+        run_inputs = (q, k, v, dout) if backward else (q, k, v)
+        self.input_bytes = sum(t.numel() * t.element_size() for t in run_inputs)
 
         def run():
             if backward:
@@ -186,7 +193,8 @@ def _measure(problem: Problem, variants: List[str], args) -> List[Dict]:
     single_cache: Dict = {}
     for variant in variants:
         varlen = variant in VARLEN_VARIANTS
-        for mode, backward in (("fwd", False), ("fwd_bwd", True)):
+        for mode in args.modes.split(","):
+            backward = mode == "fwd_bwd"
             key = (varlen, backward)
             if key not in single_cache:
                 single_cache[key] = _median_seconds(problem.single(varlen, backward), device,
@@ -194,7 +202,7 @@ def _measure(problem: Problem, variants: List[str], args) -> List[Dict]:
             t_single = single_cache[key]
             call = problem.ring_call(variant, backward)
             t_ring = _median_seconds(call, device, args.warmup, args.repeats)
-            peak = _peak_bytes(call, device)
+            peak = _peak_bytes(call, device, problem.input_bytes)
             if peak is not None:
                 peak_all = torch.tensor([peak], dtype=torch.float64, device=device)
                 dist.all_reduce(peak_all, op=dist.ReduceOp.MAX)
@@ -221,6 +229,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     unknown = sorted(set(variants) - set(ALL_VARIANTS))
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {ALL_VARIANTS}")
+    bad_modes = sorted(set(args.modes.split(",")) - {"fwd", "fwd_bwd"})
+    if bad_modes:
+        raise SystemExit(f"unknown modes {bad_modes}; choose from fwd, fwd_bwd")
     device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     device = _init(device_type)
     rank, world_size = dist.get_rank(), dist.get_world_size()

@@ -13,7 +13,7 @@ or to the sequence end (not causal). Windows are applied on true token positions
 from the rank, the local token count and local_k_slice), so window_size works too.
 """
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.distributed as dist

@@ -55,7 +55,15 @@ def _group(group_ranks: Optional[Sequence[int]]):
     return group, dist.get_rank() in group_ranks
 
 
-def _run_ring(fn, local, dout_local, packing: str, **kwargs):
+def _run_ring(fn, local, dout_local, packing: str, backward: bool = True, **kwargs):
+    """[out, lse, dq, dk, dv] of the ring function on this rank; [out, lse] without backward."""
+    if not backward:
+        q, k, v = local
+        args = {"none": (q, k, v), "kv": (q, torch.stack([k, v], dim=-3)),
+                "qkv": (torch.stack([q, k, v], dim=-3),)}[packing]
+        with torch.no_grad():
+            out, lse, _ = fn(*args, return_attn_probs=True, **kwargs)
+        return [out, lse]
     q, k, v = (t.detach().clone().requires_grad_() for t in local)
     if packing == "kv":
         kv = torch.stack([k, v], dim=-3).detach().requires_grad_()
@@ -80,7 +88,7 @@ def dense(rank: int, world_size: int, variant: str, packing: str = "none", dtype
           device: str = "cpu", b: int = 2, s_local: int = 12, h: int = 4, h_k: int = 2,
           d: int = 16, causal: bool = False, window: Tuple[int, int] = (-1, -1),
           softcap: float = 0.0, group_ranks: Optional[Sequence[int]] = None,
-          seed: int = 0) -> Optional[Metrics]:
+          seed: int = 0, backward: bool = True) -> Optional[Metrics]:
     from flashplus import ring
 
     group, member = _group(group_ranks)
@@ -98,7 +106,7 @@ def dense(rank: int, world_size: int, variant: str, packing: str = "none", dtype
     index = torch.tensor(positions(LAYOUT_OF[variant], ring_rank, ring_size, length), device=dev)
     q, k, v, dout = (t.to(dtype_).index_select(1, index) for t in full)
     fn = getattr(ring, _packed_name(DENSE_FUNCS[variant], packing))
-    got = _run_ring(fn, (q, k, v), dout, packing, causal=causal, window_size=window,
+    got = _run_ring(fn, (q, k, v), dout, packing, backward, causal=causal, window_size=window,
                     softcap=softcap, group=group)
     return _metrics(got, ref64, base, index, varlen=False)
 
@@ -121,7 +129,7 @@ def _cu(lengths: Sequence[int]) -> List[int]:
 def varlen(rank: int, world_size: int, variant: str, lengths: Sequence[int],
            packing: str = "none", dtype: str = "float32", device: str = "cpu", h: int = 4,
            h_k: int = 2, d: int = 16, causal: bool = False, window: Tuple[int, int] = (-1, -1),
-           softcap: float = 0.0, seed: int = 0) -> Metrics:
+           softcap: float = 0.0, seed: int = 0, backward: bool = True) -> Metrics:
     """ring / zigzag / stripe varlen: every sequence is split over the ranks by the layout."""
     from flashplus import ring
 
@@ -141,15 +149,15 @@ def varlen(rank: int, world_size: int, variant: str, lengths: Sequence[int],
     packed = {"none": lambda f: lambda q, k, v, **kw: f(q, k, v, local_cu, max_seqlen, **kw),
               "kv": lambda f: lambda q, kv, **kw: f(q, kv, local_cu, max_seqlen, **kw),
               "qkv": lambda f: lambda qkv, **kw: f(qkv, local_cu, max_seqlen, **kw)}[packing](fn)
-    got = _run_ring(packed, (q, k, v), dout, packing, causal=causal, window_size=window,
-                    softcap=softcap)
+    got = _run_ring(packed, (q, k, v), dout, packing, backward, causal=causal,
+                    window_size=window, softcap=softcap)
     return _metrics(got, ref64, base, index, varlen=True)
 
 
 def llama3(rank: int, world_size: int, lengths: Sequence[int], heads_k_stride: int = 1,
            dtype: str = "float32", device: str = "cpu", h: int = 4, h_k: int = 2, d: int = 16,
            causal: bool = False, window: Tuple[int, int] = (-1, -1), softcap: float = 0.0,
-           seed: int = 0) -> Metrics:
+           seed: int = 0, backward: bool = True) -> Metrics:
     """llama3: the packed batch is cut into equal contiguous slices, ignoring sequence ends."""
     from flashplus import ring
 
@@ -170,6 +178,6 @@ def llama3(rank: int, world_size: int, lengths: Sequence[int], heads_k_stride: i
         return ring.llama3_flash_attn_varlen_func(q, k, v, cu_q, cu_k, max_q, max_k,
                                                   heads_k_stride, k_slice, **kw)
 
-    got = _run_ring(fn, (q, k, v), dout, "none", causal=causal, window_size=window,
+    got = _run_ring(fn, (q, k, v), dout, "none", backward, causal=causal, window_size=window,
                     softcap=softcap)
     return _metrics(got, ref64, base, index, varlen=True)
