@@ -45,17 +45,21 @@ def ring_backward(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch
     last = comm.world_size - 1
     for step, calls in enumerate(plan):
         incoming = comm.shift(kv) if step < last else None
-        dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
-        dv = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
-        for call in calls:
-            dq_part, dk_part, dv_part = block_backward(call, dout, q, kv[0], kv[1], out, lse, params)
-            call.q_rows(dq).add_(dq_part)
-            call.k_rows(dk).add_(dk_part)
-            call.k_rows(dv).add_(dv_part)
-        if dkv_in is not None:
-            travelled_dk, travelled_dv = dkv_in.wait()
-            dk += travelled_dk
-            dv += travelled_dv
+        if calls or dkv_in is None:
+            dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
+            dv = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
+            for call in calls:
+                dq_part, dk_part, dv_part = block_backward(call, dout, q, kv[0], kv[1], out, lse,
+                                                           params)
+                call.q_rows(dq).add_(dq_part)
+                call.k_rows(dk).add_(dk_part)
+                call.k_rows(dv).add_(dv_part)
+            if dkv_in is not None:
+                travelled_dk, travelled_dv = dkv_in.wait()
+                dk += travelled_dk
+                dv += travelled_dv
+        else:  # nothing visible: the block's gradient passes through unchanged
+            dk, dv = dkv_in.wait()
         dkv_in = comm.shift([dk, dv])
         if incoming is not None:
             kv = incoming.wait()
