@@ -3,7 +3,9 @@
 Run on a multi-GPU machine with plain pytest (the pool spawns one process per GPU):
     pytest tests/python/ring/test_ring_gpu.py
 Shapes are those the CUDA kernels are built for (head dim 128, bf16 / fp16) and long enough
-that every rank runs several kernel tiles per step.
+that every rank runs several kernel tiles per step. The main cases run forward only ("fwd") and
+forward + backward ("fwd_bwd"), so the forward can be checked on a build without the CUDA
+backward.
 """
 import pytest
 
@@ -21,12 +23,15 @@ MASKS = {
     "softcap_causal": dict(causal=True, softcap=30.0),
 }
 VARIANTS = ["ring", "zigzag", "stripe"]
+PASSES = pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd_bwd"])
 
 
+@PASSES
 @pytest.mark.parametrize("mask", list(MASKS))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_dense(gpu_pool, variant, mask):
-    results = gpu_pool.run("dense", variant=variant, b=2, s_local=256, **GPU, **MASKS[mask])
+def test_dense(gpu_pool, variant, mask, backward):
+    results = gpu_pool.run("dense", variant=variant, b=2, s_local=256, **GPU, **MASKS[mask],
+                           backward=backward)
     assert_matches_reference(results, ATOL)
 
 
@@ -45,10 +50,11 @@ def test_dense_packed(gpu_pool, packing):
     assert_matches_reference(results, ATOL)
 
 
-def test_process_group_subset(gpu_pool):
+@PASSES
+def test_process_group_subset(gpu_pool, backward):
     members = [1, gpu_pool.world_size - 1] if gpu_pool.world_size > 2 else [0, 1]
     results = gpu_pool.run("dense", variant="stripe", b=1, s_local=128, **GPU, causal=True,
-                           window=(200, -1), group_ranks=members)
+                           window=(200, -1), group_ranks=members, backward=backward)
     assert_matches_reference(results, ATOL)
 
 
@@ -56,16 +62,18 @@ def test_process_group_subset(gpu_pool):
 VARLEN_LENGTHS = [128, 512, 0, 8, 376]
 
 
+@PASSES
 @pytest.mark.parametrize("mask", list(MASKS))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_varlen(gpu_pool, variant, mask):
+def test_varlen(gpu_pool, variant, mask, backward):
     results = gpu_pool.run("varlen", variant=variant, lengths=VARLEN_LENGTHS, **GPU,
-                           **MASKS[mask])
+                           **MASKS[mask], backward=backward)
     assert_matches_reference(results, ATOL)
 
 
+@PASSES
 @pytest.mark.parametrize("mask", list(MASKS))
-def test_llama3(gpu_pool, mask):
+def test_llama3(gpu_pool, mask, backward):
     results = gpu_pool.run("llama3", lengths=[100, 411, 3, 250, 260], heads_k_stride=1, **GPU,
-                           **MASKS[mask])
+                           **MASKS[mask], backward=backward)
     assert_matches_reference(results, ATOL)
