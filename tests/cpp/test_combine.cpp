@@ -142,6 +142,17 @@ INSTANTIATE_TEST_SUITE_P(Configs, Combine, ::testing::ValuesIn(combine_configs()
                            return info.param.label;
                          });
 
+TEST(CombineExtra, ZeroHeadDimIsRefusedOrHarmless) {
+  // Found by the fuzzer: d = 0 was accepted and the CPU combine then indexed empty vectors
+  // (undefined behaviour, visible under -fsanitize=undefined). Either answer below is fine.
+  CombineConfig cfg;
+  cfg.head_dim = 0;
+  CombineCase c = make_combine_case(cfg, 3);
+  const flashplus_status status = flashplus_combine(&c.args);
+  EXPECT_TRUE(status == FLASHPLUS_STATUS_OK || status == FLASHPLUS_STATUS_INVALID_ARGUMENT)
+      << flashplus_status_name(status) << ": " << flashplus_last_error();
+}
+
 TEST(CombineExtra, OutAndLseMayAliasPartialZero) {
   for (flashplus_dtype dtype : {FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DTYPE_FLOAT16}) {
     CombineConfig cfg;

@@ -1,6 +1,8 @@
 // flashplus_combine refuses every malformed request with a message naming the argument.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "support/host_tensor.h"
 #include "support/rejection.h"
 #include "support/validation_rule.h"
@@ -84,6 +86,17 @@ std::vector<CombineRule> combine_rules() {
                    {"out_partials"}));
   r.push_back(rule("out_partial_last_stride_2",
                    [](CombineFixture& f) { f.outs[1].strides[3] = 2; }, {"out_partials"}));
+  // Strides whose reach overflows int64 (found by the fuzzer: the aliasing check overflowed).
+  r.push_back(rule("out_partial_stride_most_negative", [](CombineFixture& f) {
+                     f.outs[1].strides[1] = std::numeric_limits<int64_t>::min();
+                   }, {"out_partials"}));
+  r.push_back(rule("out_stride_reach_overflows", [](CombineFixture& f) {
+                     f.args.out.strides[1] = std::numeric_limits<int64_t>::max() / 2;
+                   }, {"out"}));
+  r.push_back(rule("lse_partial_stride_reach_overflows", [](CombineFixture& f) {
+                     f.lses[0].strides[2] = 1;
+                     f.lses[0].strides[1] = std::numeric_limits<int64_t>::max() / 2;
+                   }, {"lse_partials"}));
   r.push_back(rule("out_missing", [](CombineFixture& f) { f.args.out.data = nullptr; }, {"out"}));
   r.push_back(rule("out_shape_mismatch", [](CombineFixture& f) { f.args.out.sizes[2] = 1; },
                    {"out"}));

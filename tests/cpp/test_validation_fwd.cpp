@@ -115,6 +115,16 @@ std::vector<FwdRule> fwd_rules() {
   r.push_back(rule("out_last_stride_2", [](FwdFixture& f) { f.a().out.strides[3] = 2; }, {"out"}));
   r.push_back(rule("softmax_lse_last_stride_2",
                    [](FwdFixture& f) { f.a().softmax_lse.strides[2] = 2; }, {"softmax_lse"}));
+  // Strides whose reach overflows int64: no such tensor exists in memory.
+  r.push_back(rule("q_stride_reach_overflows", [](FwdFixture& f) {
+                     f.a().q.strides[1] = std::numeric_limits<int64_t>::max() / 2;
+                   }, {"q"}));
+  r.push_back(rule("k_stride_most_negative", [](FwdFixture& f) {
+                     f.a().k.strides[1] = std::numeric_limits<int64_t>::min();
+                   }, {"k"}));
+  r.push_back(rule("out_stride_reach_overflows", [](FwdFixture& f) {
+                     f.a().out.strides[0] = std::numeric_limits<int64_t>::max();
+                   }, {"out"}));
   r.push_back(rule("q_negative_size", [](FwdFixture& f) { f.a().q.sizes[1] = -5; }, {"q"}));
   // Shapes.
   r.push_back(rule("k_head_dim_differs", [](FwdFixture& f) { f.a().k.sizes[3] = 16; }, {"k"}));
