@@ -2,7 +2,7 @@
 flashplus.ring on a packed batch split over 2 gloo ranks, against each sequence run alone."""
 import pytest
 
-from conftest import assert_matches_reference
+from ring_checks import assert_matches_reference
 
 pytest.importorskip("transformers")
 

@@ -6,7 +6,7 @@ narrower than the stripe stride (2, 1), where some steps see no key at all.
 """
 import pytest
 
-from conftest import assert_matches_reference
+from ring_checks import assert_matches_reference
 
 FP32_ATOL = 5e-6
 BF16_ATOL = 1e-3

@@ -9,7 +9,7 @@ backward.
 """
 import pytest
 
-from conftest import assert_matches_reference
+from ring_checks import assert_matches_reference
 
 ATOL = 1e-3
 GPU = dict(device="cuda", dtype="bfloat16", d=128, h=8, h_k=2)
