@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "flashplus/flashplus.h"
 
@@ -47,6 +48,26 @@ TEST(ApiInfo, BuildInfoJsonHasTheDocumentedKeys) {
   EXPECT_EQ(text.front(), '{');
   EXPECT_EQ(text.back(), '}');
   EXPECT_EQ(flashplus_build_info_json(), json) << "static storage: the same pointer every call";
+}
+
+TEST(ApiInfo, LastErrorIsPerThread) {
+  // A failure on one thread must not show up as (or clear) another thread's last error.
+  EXPECT_EQ(flashplus_fwd(nullptr), FLASHPLUS_STATUS_INVALID_ARGUMENT);
+  const std::string mine = flashplus_last_error();
+  ASSERT_FALSE(mine.empty());
+  std::string other_before, other_after;
+  std::thread other([&] {
+    other_before = flashplus_last_error();
+    flashplus_combine_args args;
+    flashplus_combine_args_init(&args);  // num_partials 0: refused
+    flashplus_combine(&args);
+    other_after = flashplus_last_error();
+  });
+  other.join();
+  EXPECT_EQ(other_before, "");
+  EXPECT_FALSE(other_after.empty());
+  EXPECT_NE(other_after, mine);
+  EXPECT_EQ(flashplus_last_error(), mine);
 }
 
 TEST(ApiInfo, ArgsInitSetsSizeAndDefaults) {

@@ -95,6 +95,18 @@ std::vector<KvcacheConfig> kvcache_configs() {
     list.push_back(paged);
   }
 
+  // Paged with leftpad: rows stay absolute (row r in page table[r / page_size]).
+  KvcacheConfig paged_leftpad;
+  paged_leftpad.page_size = 4;
+  paged_leftpad.capacity = 16;
+  paged_leftpad.cache_seqlens = {9, 6};
+  paged_leftpad.cache_leftpad = {5, 2};
+  paged_leftpad.s_q = 2;
+  paged_leftpad.s_new = 2;
+  paged_leftpad.causal = true;
+  paged_leftpad.rotary_dim = 8;
+  list.push_back(paged_leftpad);
+
   // GQA ratios, modifiers, long cache with split-KV.
   for (int64_t h_k : {6, 3, 2, 1}) {
     KvcacheConfig c;

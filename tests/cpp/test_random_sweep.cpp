@@ -134,7 +134,7 @@ fptest::KvcacheConfig random_kvcache_config(uint64_t seed) {
     if (chance(rng, 0.6)) c.s_new = pick(rng, 1, std::min<int>(5, static_cast<int>(c.capacity)));
     for (int64_t b = 0; b < c.batch; ++b)
       c.cache_seqlens.push_back(pick(rng, 0, static_cast<int>(c.capacity - c.s_new)));
-    if (chance(rng, 0.3) && c.page_size == 0)
+    if (chance(rng, 0.3))
       for (int64_t b = 0; b < c.batch; ++b) c.cache_leftpad.push_back(pick(rng, 0, c.cache_seqlens[b]));
     if (chance(rng, 0.4)) {
       c.rotary_dim = 2 * pick(rng, 1, static_cast<int>(c.head_dim / 2));
