@@ -47,14 +47,15 @@ def maybe_contiguous(x):
 def _distinct(*tensors):
     """The same tensor passed twice (q is k, cu_seqlens_q is cu_seqlens_k) becomes a view:
     torch.compile cannot trace an autograd.Function given one tensor as two inputs, and
-    autograd still sums both gradients into the original."""
-    seen = set()
+    autograd still sums both gradients into the original. (`is`, not id(): Dynamo traces the
+    former on every torch version we support.)"""
     result = []
     for t in tensors:
         if isinstance(t, torch.Tensor):
-            if id(t) in seen:
-                t = t.view_as(t)
-            seen.add(id(t))
+            for earlier in result:
+                if t is earlier:
+                    t = t.view_as(t)
+                    break
         result.append(t)
     return result
 

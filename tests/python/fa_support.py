@@ -31,3 +31,29 @@ def cu_seqlens(lengths, device="cpu"):
     for n in lengths:
         values.append(values[-1] + n)
     return torch.tensor(values, dtype=torch.int32, device=device)
+
+
+_CUDA_DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def require_build(device, dtype, head_dim, backward=False):
+    """Skip a CUDA case this build did not compile (build_info), e.g. fp16 or the backward in the
+    `dev` preset. Anything the build claims to have runs, and must pass."""
+    if device != "cuda":
+        return
+    import flashplus
+
+    head_dim = -(-head_dim // 8) * 8  # the Python layer pads CUDA head dims to a multiple of 8
+
+    cuda = flashplus.build_info()["backends"]["cuda"]
+    if not cuda.get("compiled"):
+        pytest.fail("CUDA tensors on a build without the CUDA backend")
+    missing = []
+    if _CUDA_DTYPE_NAMES.get(dtype) not in cuda.get("dtypes", []):
+        missing.append(f"dtype {dtype}")
+    if head_dim > cuda.get("max_head_dim", 0):
+        missing.append(f"head dim {head_dim}")
+    if backward and not cuda.get("backward"):
+        missing.append("backward")
+    if missing:
+        pytest.skip(f"not in this build ({cuda.get('preset')} preset): {', '.join(missing)}")

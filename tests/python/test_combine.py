@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import oracle
-from fa_support import DEVICE_DTYPES, dtype_id, rand
+from fa_support import DEVICE_DTYPES, dtype_id, rand, require_build
 from flash_attn import flash_attn_func
 from flashplus import ops
 from flashplus._torch_library import combine as combine_op
@@ -12,6 +12,7 @@ from flashplus._torch_library import combine as combine_op
 
 @pytest.mark.parametrize("device,dtype", DEVICE_DTYPES, ids=dtype_id)
 def test_combine_matches_full_attention(device, dtype):
+    require_build(device, dtype, 32)
     q = rand(2, 7, 4, 32, device=device, dtype=dtype)
     k, v = rand(2, 50, 4, 32, device=device, dtype=dtype), rand(2, 50, 4, 32, device=device, dtype=dtype)
     parts = [flash_attn_func(q, k[:, a:b], v[:, a:b], return_attn_probs=True)

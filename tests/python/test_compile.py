@@ -5,7 +5,7 @@ touch) quickly; one test also goes through the default inductor backend."""
 import pytest
 import torch
 
-from fa_support import DEVICES, cu_seqlens, rand
+from fa_support import DEVICES, cu_seqlens, rand, require_build
 from flash_attn import flash_attn_func, flash_attn_varlen_func, flash_attn_with_kvcache
 
 
@@ -31,6 +31,7 @@ def _grads(fn, *inputs):
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_flash_attn_func(device, backend):
     dtype = _dtype(device)
+    require_build(device, dtype, 32, backward=True)
     q = rand(2, 24, 4, 32, device=device, dtype=dtype)
     k, v = rand(2, 24, 2, 32, device=device, dtype=dtype), rand(2, 24, 2, 32, device=device, dtype=dtype)
 
@@ -45,6 +46,7 @@ def test_flash_attn_func(device, backend):
 @pytest.mark.parametrize("device", DEVICES)
 def test_flash_attn_func_dropout_and_lse(device):
     dtype = _dtype(device)
+    require_build(device, dtype, 16)
     q, k, v = (rand(1, 16, 2, 16, device=device, dtype=dtype) for _ in range(3))
 
     def attn(q, k, v):
@@ -60,6 +62,7 @@ def test_flash_attn_func_dropout_and_lse(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_varlen(device):
     dtype = _dtype(device)
+    require_build(device, dtype, 32, backward=True)
     cu = cu_seqlens([3, 17, 10], device)
     q = rand(30, 4, 32, device=device, dtype=dtype)
     k, v = rand(30, 2, 32, device=device, dtype=dtype), rand(30, 2, 32, device=device, dtype=dtype)
@@ -76,6 +79,7 @@ def test_varlen(device):
 def test_kvcache_decode(device):
     """The in-place cache update survives functionalization: the caller's cache is updated."""
     dtype = _dtype(device)
+    require_build(device, dtype, 32)
     k_cache = rand(2, 32, 2, 32, device=device, dtype=dtype)
     v_cache = rand(2, 32, 2, 32, device=device, dtype=dtype)
     seqlens = torch.tensor([5, 9], dtype=torch.int32, device=device)

@@ -4,7 +4,7 @@ Every test skips without a GPU."""
 import pytest
 import torch
 
-from fa_support import rand, requires_cuda
+from fa_support import rand, require_build, requires_cuda
 from flash_attn import flash_attn_func, flash_attn_with_kvcache
 from flashplus import ops
 
@@ -52,7 +52,8 @@ def test_cuda_graph_kvcache_decode():
 
 @pytest.mark.parametrize("varlen", [False, True])
 def test_dropout_mask_identical_to_cpu(varlen):
-    q, k, v = (rand(2, 45, 4, 64, dtype=torch.float16) for _ in range(3))
+    require_build("cuda", torch.bfloat16, 64)
+    q, k, v = (rand(2, 45, 4, 64, dtype=torch.bfloat16) for _ in range(3))
     seed, offset, p = 0x1234_5678_9ABC_DEF0, 8, 0.3
     results = []
     for device in ("cpu", "cuda"):
@@ -68,11 +69,12 @@ def test_dropout_mask_identical_to_cpu(varlen):
         results.append(res)
     cpu, gpu = results
     assert torch.equal(torch.signbit(cpu.s_dmask), torch.signbit(gpu.s_dmask.cpu()))
-    assert torch.allclose(cpu.out.float(), gpu.out.float().cpu(), atol=5e-3)
+    assert torch.allclose(cpu.out.float(), gpu.out.float().cpu(), atol=2e-2)
 
 
 def test_non_default_stream():
-    q, k, v = (rand(2, 300, 4, 64, device="cuda", dtype=torch.float16) for _ in range(3))
+    require_build("cuda", torch.bfloat16, 64)
+    q, k, v = (rand(2, 300, 4, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     expected = flash_attn_func(q, k, v, causal=True)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -84,6 +86,7 @@ def test_non_default_stream():
 
 @pytest.mark.parametrize("d", [20, 36, 100])
 def test_head_dims_padded_to_multiple_of_8(d):
+    require_build("cuda", torch.bfloat16, d, backward=True)
     q, k, v = (rand(2, 33, 2, d, device="cuda", dtype=torch.bfloat16, requires_grad=True)
                for _ in range(3))
     out = flash_attn_func(q, k, v, causal=True)

@@ -3,7 +3,7 @@ backward, against the fp64 oracle with flash-attn's tolerance rule."""
 import pytest
 import torch
 
-from fa_support import DEVICE_DTYPES, dtype_id, rand
+from fa_support import DEVICE_DTYPES, dtype_id, rand, require_build
 from checks import compare, keep_from_s_dmask, leaves, oracle_sequences
 from flash_attn import flash_attn_func, flash_attn_kvpacked_func, flash_attn_qkvpacked_func
 
@@ -32,6 +32,7 @@ OPTIONS = [
 def run_dense(device, dtype, shape, *, causal=False, window=(-1, -1), softcap=0.0, alibi=None,
               scale=None, dropout_p=0.0, deterministic=False, layout="separate"):
     b, s_q, s_k, h_q, h_k, d = shape
+    require_build(device, dtype, d, backward=True)
     q = rand(b, s_q, h_q, d, device=device, dtype=dtype)
     k = rand(b, s_k, h_k, d, device=device, dtype=dtype)
     v = rand(b, s_k, h_k, d, device=device, dtype=dtype)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import oracle
-from fa_support import DEVICE_DTYPES, dtype_id, rand
+from fa_support import DEVICE_DTYPES, dtype_id, rand, require_build
 from flash_attn import flash_attn_with_kvcache
 
 CASES = [
@@ -27,6 +27,7 @@ def run_kvcache(device, dtype, *, b=3, s_q=1, s_new=1, h_q=4, h_k=2, d=64, s_cac
                 causal=False, window=(-1, -1), softcap=0.0, alibi=False, rotary=None,
                 rotary_dim=None, leftpad=False, batch_idx=False, paged=None, num_splits=0,
                 seqlens_int=False):
+    require_build(device, dtype, d)
     b_cache = b + 2 if batch_idx else b
     k_cache = rand(b_cache, s_cache, h_k, d, dtype=dtype)
     v_cache = rand(b_cache, s_cache, h_k, d, dtype=dtype)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import oracle
-from fa_support import DEVICES, cu_seqlens, rand
+from fa_support import DEVICES, cu_seqlens, rand, require_build
 from flash_attn import flash_attn_interface as fai
 
 FORWARD_PARAMS = ["q", "k", "v", "dropout_p", "softmax_scale", "causal", "window_size_left",
@@ -68,6 +68,7 @@ def test_varlen_defaults():
 def test_forward_backward_by_keyword(device):
     """ring-flash-attn's calling convention, with caller-owned gradient buffers (views)."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    require_build(device, dtype, 64, backward=True)
     q = rand(2, 29, 4, 64, device=device, dtype=dtype)
     k, v = rand(2, 31, 2, 64, device=device, dtype=dtype), rand(2, 31, 2, 64, device=device, dtype=dtype)
     out, lse, s_dmask, rng_state = fai._flash_attn_forward(
@@ -102,7 +103,8 @@ def test_forward_backward_by_keyword(device):
 def test_dropout_keep_mask_is_philox(device):
     """rng_state = (seed, offset) reproduces the documented Philox keep-mask exactly, and the
     backward reuses it."""
-    dtype = torch.float16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    require_build(device, dtype, 32)
     q, k, v = (rand(2, 24, 3, 32, device=device, dtype=dtype) for _ in range(3))
     p = 0.3
     out, lse, s_dmask, rng_state = fai._flash_attn_forward(q, k, v, p, 0.2, False, -1, -1, 0.0,
@@ -113,7 +115,7 @@ def test_dropout_keep_mask_is_philox(device):
         assert torch.equal(keep, ~torch.signbit(s_dmask[i].cpu()))
         ref, _ = oracle.attention(q[i].cpu(), k[i].cpu(), v[i].cpu(), scale=0.2, keep=keep,
                                   dropout_p=p)
-        assert oracle.max_err(out[i].cpu(), ref) < (1e-5 if dtype == torch.float32 else 5e-3)
+        assert oracle.max_err(out[i].cpu(), ref) < (1e-5 if dtype == torch.float32 else 3e-2)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -123,7 +125,8 @@ def test_varlen_forward_with_seqused_and_leftpad(device):
     q = rand(30, 2, 32, device=device)
     k, v = rand(30, 2, 32, device=device), rand(30, 2, 32, device=device)
     if device == "cuda":
-        q, k, v = q.half(), k.half(), v.half()
+        require_build(device, torch.bfloat16, 32)
+        q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
     seqused = torch.tensor([8, 17], dtype=torch.int32, device=device)
     leftpad = torch.tensor([1, 3], dtype=torch.int32, device=device)
     out, lse, _, _ = fai._flash_attn_varlen_forward(
@@ -132,7 +135,7 @@ def test_varlen_forward_with_seqused_and_leftpad(device):
     for i, (start, end) in enumerate([(1, 8), (3, 17)]):
         a, b = cu[i].item(), cu[i + 1].item()
         ref, _ = oracle.attention(q[a:b].cpu(), k[a:b][start:end].cpu(), v[a:b][start:end].cpu())
-        assert oracle.max_err(out[a:b].cpu(), ref) < (1e-5 if device == "cpu" else 5e-3)
+        assert oracle.max_err(out[a:b].cpu(), ref) < (1e-5 if device == "cpu" else 3e-2)
 
 
 def test_zero_tensors_and_fake_shapes():

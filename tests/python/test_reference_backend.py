@@ -5,7 +5,7 @@ import torch
 
 import oracle
 from checks import compare
-from fa_support import DEVICES, rand
+from fa_support import DEVICES, rand, require_build
 from flash_attn import flash_attn_func
 from test_dense import run_dense
 from test_kvcache import _oracle, run_kvcache
@@ -42,7 +42,8 @@ def test_kvcache(reference, case):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_dropout_identical_to_compiled_backend(device, monkeypatch):
-    dtype = torch.float32 if device == "cpu" else torch.float16
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    require_build(device, dtype, 32)
     q, k, v = (rand(2, 19, 2, 32, device=device, dtype=dtype) for _ in range(3))
     masks = []
     for backend in ("auto", "reference"):

@@ -3,7 +3,7 @@ and backward, against the fp64 oracle run sequence by sequence."""
 import pytest
 import torch
 
-from fa_support import DEVICE_DTYPES, cu_seqlens, dtype_id, rand
+from fa_support import DEVICE_DTYPES, cu_seqlens, dtype_id, rand, require_build
 from checks import compare, keep_from_s_dmask, leaves, oracle_sequences
 from flash_attn import (flash_attn_varlen_func, flash_attn_varlen_kvpacked_func,
                         flash_attn_varlen_qkvpacked_func)
@@ -28,6 +28,7 @@ OPTIONS = [
 def run_varlen(device, dtype, shape, *, causal=False, window=(-1, -1), softcap=0.0, alibi=None,
                dropout_p=0.0, layout="separate", seqlen_as_tensor=False):
     lengths_q, lengths_k, h_q, h_k, d = shape
+    require_build(device, dtype, d, backward=True)
     b = len(lengths_q)
     total_q, total_k = sum(lengths_q), sum(lengths_k)
     cu_q, cu_k = cu_seqlens(lengths_q, device), cu_seqlens(lengths_k, device)
@@ -129,6 +130,7 @@ def _paged(k, lengths, page_size, device):
 @pytest.mark.parametrize("causal", [False, True])
 def test_varlen_paged_block_table(device, dtype, page_size, causal):
     lengths_q, lengths_k, h_q, h_k, d = [3, 1, 20], [40, 0, 77], 4, 2, 64
+    require_build(device, dtype, d)
     cu_q, cu_k = cu_seqlens(lengths_q, device), cu_seqlens(lengths_k, device)
     q = rand(sum(lengths_q), h_q, d, device=device, dtype=dtype)
     k = rand(sum(lengths_k), h_k, d, device=device, dtype=dtype)
