@@ -60,9 +60,12 @@ ScoreMods make_mods(float softmax_scale, float softcap, int32_t is_causal, int32
     os << "softcap must be >= 0 (0 disables it), got " << softcap;
     fail(str(os));
   }
-  if (window_left < -1 || window_right < -1) {
-    os << "window_size must be >= -1 on both sides (-1 = unbounded), got (" << window_left << ", "
-       << window_right << ")";
+  if (window_left < -1) {
+    os << "window_left must be >= -1 (-1 = unbounded), got " << window_left;
+    fail(str(os));
+  }
+  if (window_right < -1) {
+    os << "window_right must be >= -1 (-1 = unbounded), got " << window_right;
     fail(str(os));
   }
   ScoreMods mods;
@@ -190,6 +193,7 @@ void check_cu_seqlens_contents(const flashplus_tensor& t, const char* name, int6
 struct LayoutInputs {
   const flashplus_tensor* q;             // (b, s, h, d) or (total, h, d)
   const flashplus_tensor* k;             // dense, varlen or paged
+  const char* k_name;                    // "k" or "k_cache"
   const flashplus_tensor* cu_seqlens_q;  // may be absent
   const flashplus_tensor* cu_seqlens_k;
   const flashplus_tensor* seqused_k;     // "seqused_k" or "cache_seqlens"
@@ -241,8 +245,8 @@ SeqLayout make_layout(const LayoutInputs& in, bool read_contents, int64_t& h_k_o
     check_same_device(bt, "block_table", q, "q");
     check_ndim(bt, "block_table", 2, "(b, max_blocks_per_seq)");
     check_size(bt, "block_table", 0, batch, "batch");
-    check_ndim(k, "k", 4, "paged (num_blocks, page_size, h_k, d) when block_table is given");
-    if (k.sizes[1] < 1) fail("page_size (k.size(1)) must be >= 1 for a paged K/V");
+    check_ndim(k, in.k_name, 4, "paged (num_blocks, page_size, h_k, d) when block_table is given");
+    if (k.sizes[1] < 1) fail(std::string("page_size (") + in.k_name + ".size(1)) must be >= 1 for a paged K/V");
     if (in.cache_batch_idx && present(*in.cache_batch_idx))
       fail("cache_batch_idx cannot be combined with block_table (a paged cache is indexed by it)");
     seqs.block_table = index_data(bt);
@@ -251,13 +255,13 @@ SeqLayout make_layout(const LayoutInputs& in, bool read_contents, int64_t& h_k_o
     seqs.max_blocks_per_seq = static_cast<int32_t>(bt.sizes[1]);
     capacity = bt.sizes[1] * k.sizes[1];
   } else if (varlen) {
-    check_ndim(k, "k", 3, "(total_k, h_k, d) when cu_seqlens_k is given");
+    check_ndim(k, in.k_name, 3, "(total_k, h_k, d) when cu_seqlens_k is given");
     capacity = k.sizes[0];
   } else {
-    check_ndim(k, "k", 4, "(b, s_k, h_k, d)");
+    check_ndim(k, in.k_name, 4, "(b, s_k, h_k, d)");
     if (!(in.cache_batch_idx && present(*in.cache_batch_idx))) {
       if (k.sizes[0] < batch) {
-        os << "k.size(0) (" << k.sizes[0] << ") must be >= batch (" << batch << ")";
+        os << in.k_name << ".size(0) (" << k.sizes[0] << ") must be >= batch (" << batch << ")";
         fail(str(os));
       }
     }
@@ -351,7 +355,7 @@ SeqLayout make_layout(const LayoutInputs& in, bool read_contents, int64_t& h_k_o
         const int32_t page = seqs.block_table[i * seqs.block_table_batch_stride + blk];
         if (page < 0 || page >= num_blocks) {
           os << "block_table entry " << page << " (row " << i << ", column " << blk << ") must be in [0, "
-             << num_blocks << ") (num_blocks = k.size(0))";
+             << num_blocks << ") (num_blocks = " << in.k_name << ".size(0))";
           fail(str(os));
         }
       }
@@ -446,7 +450,7 @@ FwdProblem validate_fwd(const flashplus_fwd_args& a, bool read_contents) {
   check_operand(a.v, "v", a.q);
   check_kv_operand_shape(a.v, "v", a.k);
 
-  LayoutInputs in{&a.q, &a.k, &a.cu_seqlens_q, &a.cu_seqlens_k, &a.seqused_k, "seqused_k", 0,
+  LayoutInputs in{&a.q, &a.k, "k", &a.cu_seqlens_q, &a.cu_seqlens_k, &a.seqused_k, "seqused_k", 0,
                   &a.leftpad_k, "leftpad_k", &a.block_table, nullptr, -1, a.max_seqlen_q,
                   a.max_seqlen_k};
   // Shape checks first (read_contents = false), contents after all shapes are known good.
@@ -516,7 +520,7 @@ BwdProblem validate_bwd(const flashplus_bwd_args& a, bool read_contents) {
   check_operand(a.v, "v", a.q);
   check_kv_operand_shape(a.v, "v", a.k);
   const flashplus_tensor absent{};
-  LayoutInputs in{&a.q, &a.k, &a.cu_seqlens_q, &a.cu_seqlens_k, &absent, "seqused_k", 0, nullptr,
+  LayoutInputs in{&a.q, &a.k, "k", &a.cu_seqlens_q, &a.cu_seqlens_k, &absent, "seqused_k", 0, nullptr,
                   "leftpad_k", nullptr, nullptr, -1, a.max_seqlen_q, a.max_seqlen_k};
   int64_t h_k = 0;
   make_layout(in, false, h_k);
@@ -592,16 +596,16 @@ KvCachePlan validate_kvcache(const flashplus_kvcache_args& a, bool read_contents
   check_size(a.k_cache, "k_cache", 3, d, "the head dim of q");
 
   int64_t s_new = 0;
-  if (present(a.k_new) != present(a.v_new)) fail("k and v (new keys and values) must be given together");
+  if (present(a.k_new) != present(a.v_new)) fail("k_new and v_new (the new keys and values) must be given together");
   if (present(a.k_new)) {
-    check_operand(a.k_new, "k", a.q);
-    check_operand(a.v_new, "v", a.q);
-    check_ndim(a.k_new, "k", 4, "(b, s_new, h_k, d)");
-    check_size(a.k_new, "k", 0, batch, "batch");
-    check_size(a.k_new, "k", 2, h_k, "h_k");
-    check_size(a.k_new, "k", 3, d, "the head dim of q");
-    check_same_shape(a.v_new, "v", a.k_new, "k");
-    if (!present(a.cache_seqlens)) fail("cache_seqlens is required when new k and v are appended");
+    check_operand(a.k_new, "k_new", a.q);
+    check_operand(a.v_new, "v_new", a.q);
+    check_ndim(a.k_new, "k_new", 4, "(b, s_new, h_k, d)");
+    check_size(a.k_new, "k_new", 0, batch, "batch");
+    check_size(a.k_new, "k_new", 2, h_k, "h_k");
+    check_size(a.k_new, "k_new", 3, d, "the head dim of q");
+    check_same_shape(a.v_new, "v_new", a.k_new, "k_new");
+    if (!present(a.cache_seqlens)) fail("cache_seqlens is required when k_new and v_new are appended");
     s_new = a.k_new.sizes[1];
     if (s_new > INT32_MAX / 2) fail("k.size(1) (s_new) is too large");
   }
@@ -618,7 +622,7 @@ KvCachePlan validate_kvcache(const flashplus_kvcache_args& a, bool read_contents
   }
 
   const flashplus_tensor absent{};
-  LayoutInputs in{&a.q, &a.k_cache, &absent, &absent, &a.cache_seqlens, "cache_seqlens",
+  LayoutInputs in{&a.q, &a.k_cache, "k_cache", &absent, &absent, &a.cache_seqlens, "cache_seqlens",
                   static_cast<int32_t>(s_new), &a.cache_leftpad, "cache_leftpad", &a.block_table,
                   &a.cache_batch_idx, batch, 0, 0};
   int64_t h_k_layout = 0;
@@ -741,7 +745,7 @@ CombinePlan validate_combine(const flashplus_combine_args& a, bool /*read_conten
   check_ndim(out, "out", 4, "(b, s, h, d)");
   check_writable(out, "out");
   const int64_t b = out.sizes[0], s = out.sizes[1], h = out.sizes[2], d = out.sizes[3];
-  if (d > 4096) fail("out.size(3) (head dim) must be <= 4096");
+  if (d < 1 || d > 4096) fail("out.size(3) (head dim) must be in 1..4096, got " + std::to_string(d));
   CombinePlan plan;
   plan.out_views.resize(a.num_partials);
   plan.lse_views.resize(a.num_partials);
@@ -766,7 +770,6 @@ CombinePlan validate_combine(const flashplus_combine_args& a, bool /*read_conten
     plan.out_views[i] = rows_view(op);
     plan.lse_views[i] = stats_view(lp);
   }
-  check_combine_aliasing(a);
   CombineProblem& p = plan.problem;
   if (present(a.lse)) {
     check_well_formed(a.lse, "lse");
@@ -779,6 +782,7 @@ CombinePlan validate_combine(const flashplus_combine_args& a, bool /*read_conten
     check_writable(a.lse, "lse");
     p.lse = stats_view(a.lse);
   }
+  check_combine_aliasing(a);  // after every tensor is known well-formed: extents cannot overflow
   p.device = {out.device_type, out.device_index};
   p.num_partials = a.num_partials;
   p.batch = static_cast<int32_t>(b);
