@@ -19,7 +19,7 @@
 
 namespace flashplus {
 namespace kernels {
-#include "fwd_dispatch_table.inc"
+#include "dispatch_table.inc"
 
 cudaError_t check_kernel_image();  // launch_combine.cu
 }  // namespace kernels
@@ -27,8 +27,11 @@ cudaError_t check_kernel_image();  // launch_combine.cu
 namespace cuda {
 namespace {
 
+using kernels::BwdParams;
+using kernels::BwdVariant;
 using kernels::FwdParams;
 using kernels::FwdVariant;
+using kernels::kBwdVariants;
 using kernels::kFwdVariants;
 using kernels::kMaxSplits;
 
@@ -66,10 +69,22 @@ const char* dtype_tag(flashplus_dtype dtype) {
   }
 }
 
-std::string compiled_variant_list() {
+template <typename Variant, size_t N>
+std::string compiled_variant_list(const Variant (&table)[N]) {
   std::string names;
-  for (const FwdVariant& v : kFwdVariants) names += (names.empty() ? "" : ", ") + std::string(v.name);
+  for (const Variant& v : table) names += (names.empty() ? "" : ", ") + std::string(v.name);
   return names;
+}
+
+// Smallest compiled head dim >= the request among variants of the dtype and dropout flag.
+template <typename Variant, size_t N>
+const Variant* find_variant(const Variant (&table)[N], flashplus_dtype dtype, int head_dim, bool dropout, int arch) {
+  const Variant* best = nullptr;
+  for (const Variant& v : table) {
+    if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || v.min_arch > arch) continue;
+    if (!best || v.head_dim < best->head_dim) best = &v;
+  }
+  return best;
 }
 
 // Compute capability x10 of a device, or a failure.
@@ -91,41 +106,66 @@ int multiprocessor_count(int device_index) {
   return count;
 }
 
-const FwdVariant* find_fwd_variant(flashplus_dtype dtype, int head_dim, bool dropout, int arch) {
-  const FwdVariant* best = nullptr;
-  for (const FwdVariant& v : kFwdVariants) {
-    if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || v.min_arch > arch) continue;
-    if (!best || v.head_dim < best->head_dim) best = &v;
+int max_dynamic_smem(int device_index) {
+  int bytes = 0;
+  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index) != cudaSuccess) {
+    cudaGetLastError();
+    return 48 * 1024;
   }
-  return best;
+  return bytes;
 }
 
-Status unsupported_fwd(const FwdProblem& p, const std::string& why) {
-  std::ostringstream os;
-  os << "CUDA forward: no compiled variant fwd_sm80_" << dtype_tag(p.q.dtype) << "_hd" << p.head_dim
-     << (p.dropout.p > 0.f ? "_dropout" : "") << ": " << why << " (this build, preset " FLASHPLUS_PRESET_NAME
-     << ", has: " << compiled_variant_list() << "; FLASHPLUS_PRESET=full compiles head dims 64..256, fp16 and bf16)";
-  return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, os.str());
-}
-
-Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
-  if (p.q.dtype != FLASHPLUS_DTYPE_FLOAT16 && p.q.dtype != FLASHPLUS_DTYPE_BFLOAT16)
-    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
-                         std::string("CUDA forward supports fp16 and bf16 inputs, got ") + dtype_tag(p.q.dtype) +
-                             " (the CPU backend computes fp32)");
+// Common checks of a forward or backward request; finds its variant in `table`.
+template <typename Variant, size_t N>
+Status select_variant(const char* direction, const Variant (&table)[N], flashplus_dtype dtype, int head_dim,
+                      bool dropout, int device_index, int (*smem_bytes)(int head_dim, int element_size),
+                      const Variant*& variant) {
+  if (dtype != FLASHPLUS_DTYPE_FLOAT16 && dtype != FLASHPLUS_DTYPE_BFLOAT16)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, std::string("CUDA ") + direction +
+                                                           " supports fp16 and bf16 inputs, got " + dtype_tag(dtype) +
+                                                           " (the CPU backend computes fp32)");
   int arch = 0;
-  Status s = device_arch(p.device.index, arch);
+  Status s = device_arch(device_index, arch);
   if (!s.is_ok()) return s;
   if (arch < 80)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
-                         "CUDA forward needs compute capability >= 8.0 (sm80 path), device " +
-                             std::to_string(p.device.index) + " has " + std::to_string(arch / 10) + "." +
+                         std::string("CUDA ") + direction + " needs compute capability >= 8.0 (sm80 path), device " +
+                             std::to_string(device_index) + " has " + std::to_string(arch / 10) + "." +
                              std::to_string(arch % 10));
-  variant = find_fwd_variant(p.q.dtype, p.head_dim, p.dropout.p > 0.f, arch);
-  if (!variant) return unsupported_fwd(p, "no compiled head dim >= " + std::to_string(p.head_dim));
+  variant = find_variant(table, dtype, head_dim, dropout, arch);
+  if (!variant) {
+    std::ostringstream os;
+    os << "CUDA " << direction << ": no compiled variant " << (direction[0] == 'f' ? "fwd" : "bwd") << "_sm80_"
+       << dtype_tag(dtype) << "_hd" << head_dim << (dropout ? "_dropout" : "") << ": no compiled head dim >= "
+       << head_dim << " (this build, preset " FLASHPLUS_PRESET_NAME ", has: " << compiled_variant_list(table)
+       << "; FLASHPLUS_PRESET=full compiles head dims 64..256, fp16 and bf16)";
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, os.str());
+  }
+  const int needed = smem_bytes(variant->head_dim, 2);
+  const int available = max_dynamic_smem(device_index);
+  if (needed > available)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                         std::string(variant->name) + " needs " + std::to_string(needed) +
+                             " bytes of shared memory per block, device " + std::to_string(device_index) +
+                             " allows " + std::to_string(available));
+  return Status::ok();
+}
+
+int fwd_smem(int head_dim, int element_size) { return kernels::fwd_smem_bytes_sm80(head_dim, element_size); }
+int bwd_smem(int head_dim, int element_size) { return kernels::bwd_smem_bytes_sm80(head_dim, element_size); }
+
+Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
+  Status s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
+                            fwd_smem, variant);
+  if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
   return Status::ok();
+}
+
+Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
+  return select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
+                        bwd_smem, variant);
 }
 
 bool aligned16(const void* data, int64_t a, int64_t b, int64_t c, int element_size) {
@@ -340,13 +380,51 @@ Status fwd(const FwdProblem& problem) {
   return Status::ok();
 }
 
-Status supports_bwd(const BwdProblem&) {
-  return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
-                       "CUDA backward is not implemented yet in this build (forward, KV-cache and combine are); "
-                       "pass CPU tensors for the backward, or use a newer flashplus");
+Status supports_bwd(const BwdProblem& problem) {
+  const BwdVariant* variant = nullptr;
+  return select_bwd_variant(problem, variant);
 }
 
-Status bwd(const BwdProblem& problem) { return supports_bwd(problem); }
+// Pre-pass D = rowsum(dO * O), then the dK/dV and dQ kernels. Always deterministic (no atomics),
+// so problem.deterministic needs no special path.
+Status bwd(const BwdProblem& problem) {
+  const BwdVariant* variant = nullptr;
+  Status s = select_bwd_variant(problem, variant);
+  if (!s.is_ok()) return s;
+  DeviceGuard guard(problem.device.index);
+  if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
+
+  FwdProblem forward;
+  forward.device = problem.device;
+  forward.h_q = problem.h_q;
+  forward.h_k = problem.h_k;
+  forward.head_dim = problem.head_dim;
+  forward.seqs = problem.seqs;
+  forward.q = problem.q;
+  forward.k = problem.k;
+  forward.v = problem.v;
+  forward.out = problem.out;
+  forward.lse = problem.lse;
+  forward.mods = problem.mods;
+  forward.dropout = problem.dropout;
+  const FwdVariant reference{variant->name, variant->min_arch, variant->dtype, variant->head_dim, variant->has_dropout,
+                             nullptr};
+  BwdParams params;
+  params.fwd = make_fwd_params(forward, reference);
+  params.fwd.num_splits = 1;
+  params.dout = rows_addr(problem.dout);
+  params.dq = rows_addr(problem.dq);
+  params.dk = rows_addr(problem.dk);
+  params.dv = rows_addr(problem.dv);
+  params.softmax_d = {problem.softmax_d.data, problem.softmax_d.batch_stride, problem.softmax_d.head_stride,
+                      problem.softmax_d.row_stride};
+  const kernels::TileShape tile = kernels::bwd_tile_shape_sm80(variant->head_dim);
+  params.num_m_blocks = (problem.seqs.max_seqlen_q + tile.block_m - 1) / tile.block_m;
+  params.num_n_blocks = (problem.seqs.max_seqlen_k + tile.block_n - 1) / tile.block_n;
+  const cudaError_t e = variant->launch(params, static_cast<cudaStream_t>(problem.stream));
+  if (e != cudaSuccess) return device_error((std::string("launch of ") + variant->name).c_str(), e);
+  return Status::ok();
+}
 
 Status supports_kv_append(const KvAppendProblem& p) {
   if (p.q.dtype != FLASHPLUS_DTYPE_FLOAT16 && p.q.dtype != FLASHPLUS_DTYPE_BFLOAT16)

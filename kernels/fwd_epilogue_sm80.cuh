@@ -12,6 +12,7 @@
 #include "fragment_layout_sm80.cuh"
 #include "fwd_params.h"
 #include "seqlen_info.cuh"
+#include "tile_io_sm80.cuh"
 
 namespace flashplus {
 namespace kernels {
@@ -76,24 +77,9 @@ struct FwdEpilogueSm80 {
     copy(rO, tOsO);
     __syncthreads();
 
-    Element* out = static_cast<Element*>(p.out.data);
-    constexpr int kChunksPerRow = kHeadDim / 8;
-    constexpr int kChunks = kBlockM * kChunksPerRow;
-    static_assert(kChunks % kNThreads == 0);
-#pragma unroll
-    for (int it = 0; it < kChunks / kNThreads; ++it) {
-      const int chunk = tid + it * kNThreads;
-      const int row = chunk / kChunksPerRow;
-      const int col = (chunk % kChunksPerRow) * 8;
-      if (row >= valid_rows || col >= p.head_dim) continue;
-      const Element* src = &sO(row, col);
-      Element* dst = out + seq.query_offset(p.out, m0 + row, head) + col;
-      if (p.out.aligned16 && col + 8 <= p.head_dim) {
-        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-      } else {
-        for (int e = 0; e < 8 && col + e < p.head_dim; ++e) dst[e] = src[e];
-      }
-    }
+    store_rows<kBlockM, kHeadDim, kNThreads>(
+        sO, static_cast<Element*>(p.out.data), [&](int r) { return seq.query_offset(p.out, m0 + r, head); },
+        valid_rows, p.head_dim, p.out.aligned16, tid);
   }
 };
 

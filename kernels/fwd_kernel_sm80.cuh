@@ -15,6 +15,7 @@
 #include <cute/tensor.hpp>
 
 #include "block_info.cuh"
+#include "dropout_sm80.cuh"
 #include "fragment_layout_sm80.cuh"
 #include "fwd_epilogue_sm80.cuh"
 #include "fwd_mainloop_sm80.cuh"
@@ -57,39 +58,14 @@ __device__ __forceinline__ void apply_logit_rule(Scores& scores, const Coords& c
   }
 }
 
-// The Philox words of src/common/dropout_philox.h behind a real call. Inlined into the kernel (even
-// in a rolled loop) the ten unrolled rounds made ptxas fall back to a 32-register allocation with
-// kilobytes of spills for the whole kernel; as a call it costs a few instructions per 2 entries.
-static __device__ __noinline__ PhiloxWords dropout_words(DropoutStream stream, uint32_t batch_head, uint32_t row,
-                                                         uint32_t col) {
-  return stream.words(batch_head, row, col);
-}
-
-// Zeroes the probabilities that dropout drops (the keep-mask of src/common/dropout_philox.h).
-// Each lane holds column pairs (j, j + 1) with j even, so one Philox call covers both; a rolled
-// loop collects the keep bits, an unrolled one applies them to the fragment.
+// Zeroes the probabilities that dropout drops. probs_rc / coords_rc: rowcol views.
 template <typename Probs, typename Coords>
 __device__ __forceinline__ void apply_dropout(Probs& probs_rc, const Coords& coords_rc, const DropoutStream& dropout,
                                               uint32_t batch_head, int m0, int n0) {
   using namespace cute;
   constexpr int kRows = decltype(size<0>(probs_rc))::value;
   constexpr int kCols = decltype(size<1>(probs_rc))::value;
-  static_assert(kCols % 2 == 0 && kRows * kCols <= 64, "keep bits fit one 64-bit word");
-  uint64_t keep_bits = 0;  // bit r * kCols + c
-#pragma unroll 1
-  for (int pair = 0; pair < kRows * kCols / 2; ++pair) {
-    const int r = pair / (kCols / 2);
-    const int c = (pair % (kCols / 2)) * 2;
-    const uint32_t i = static_cast<uint32_t>(m0 + get<0>(coords_rc(r, c)));
-    const uint32_t j = static_cast<uint32_t>(n0 + get<1>(coords_rc(r, c)));
-    const PhiloxWords words = dropout_words(dropout, batch_head, i, j);
-    // j is even, so the pair is words (0, 1) or (2, 3); no run-time array index (local memory).
-    const bool upper = (j & 2u) != 0;
-    const uint32_t word0 = upper ? words.w[2] : words.w[0];
-    const uint32_t word1 = upper ? words.w[3] : words.w[1];
-    const uint64_t pair_bits = (word0 <= dropout.threshold ? 1u : 0u) | (word1 <= dropout.threshold ? 2u : 0u);
-    keep_bits |= pair_bits << (2 * pair);
-  }
+  const uint64_t keep_bits = dropout_keep_bits(coords_rc, dropout, batch_head, m0, n0);
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll

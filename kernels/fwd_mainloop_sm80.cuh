@@ -1,15 +1,7 @@
-// fwd_mainloop_sm80.cuh — loads and MMAs of the sm80 forward: global -> shared row gathers,
-// S = Q K^T and O += P V.
+// fwd_mainloop_sm80.cuh — the MMAs of the sm80 forward: S = Q K^T and O += P V.
 //
-// Loads gather rows: every 16-byte chunk of a tile row is fetched through a per-row offset
-// function, so dense, varlen and paged K/V (any page size, one block-table lookup per row) share
-// one loader. Chunks go through cp.async when the tensor allows 16-byte accesses; otherwise (odd
-// strides, or the last chunk of a head dim that is not a multiple of 8) element-wise. Rows past
-// the sequence and features past head_dim are zero-filled: zero features leave Q K^T unchanged
-// (that is how a head dim is served by the next larger compiled one), zero key rows are masked.
-//
-// The MMAs read shared memory through ldmatrix (transposed for V) one k-slice ahead of the
-// mma.sync that consumes it.
+// Tiles arrive in shared memory through tile_io_sm80.cuh's row gathers. The MMAs read shared
+// memory through ldmatrix (transposed for V) one k-slice ahead of the mma.sync that consumes it.
 #pragma once
 
 #include <cstdint>
@@ -17,59 +9,10 @@
 #include <cute/tensor.hpp>
 
 #include "fragment_layout_sm80.cuh"
+#include "tile_io_sm80.cuh"
 
 namespace flashplus {
 namespace kernels {
-
-__device__ __forceinline__ void cp_async_16(void* smem_dst, const void* gmem_src) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src));
-}
-
-// Up to 8 elements (the rest zero) gathered with 2-byte loads, packed for one 16-byte store. Packing in
-// registers matters: element-wise shared stores here once drove ptxas to a 32-register allocation
-// with kilobytes of spills for the whole kernel.
-template <typename Element>
-__device__ __forceinline__ uint4 load_chunk_elementwise(const Element* src, int count) {
-  static_assert(sizeof(Element) == 2);
-  const uint16_t* bits = reinterpret_cast<const uint16_t*>(src);
-  uint32_t words[4];
-#pragma unroll
-  for (int w = 0; w < 4; ++w) {
-    const uint32_t lo = 2 * w < count ? bits[2 * w] : 0u;
-    const uint32_t hi = 2 * w + 1 < count ? bits[2 * w + 1] : 0u;
-    words[w] = lo | (hi << 16);
-  }
-  return make_uint4(words[0], words[1], words[2], words[3]);
-}
-
-// Fills rows [0, kRows) x features [0, kHeadDim) of the shared tile `tile` (a CuTe tensor, any
-// swizzle that keeps 8-element chunks contiguous). Row r < valid_rows comes from
-// base + row_offset(r); other rows, and features >= head_dim, become zero.
-template <int kRows, int kHeadDim, int kNThreads, typename Element, typename SmemTile, typename RowOffset>
-__device__ __forceinline__ void load_rows(SmemTile& tile, const Element* base, RowOffset row_offset,
-                                          int valid_rows, int head_dim, bool aligned16, int tid) {
-  constexpr int kChunksPerRow = kHeadDim / 8;
-  constexpr int kChunks = kRows * kChunksPerRow;
-  static_assert(kChunks % kNThreads == 0, "every thread loads the same number of chunks");
-#pragma unroll
-  for (int it = 0; it < kChunks / kNThreads; ++it) {
-    const int chunk = tid + it * kNThreads;
-    const int row = chunk / kChunksPerRow;
-    const int col = (chunk % kChunksPerRow) * 8;
-    Element* dst = &tile(row, col);
-    if (row < valid_rows && col < head_dim) {
-      const Element* src = base + row_offset(row) + col;
-      if (aligned16 && col + 8 <= head_dim) {
-        cp_async_16(dst, src);
-      } else {
-        *reinterpret_cast<uint4*>(dst) = load_chunk_elementwise(src, head_dim - col);
-      }
-    } else {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-    }
-  }
-}
 
 template <typename Traits>
 struct FwdMainloopSm80 {

@@ -12,7 +12,7 @@
 
 #include <cute/tensor.hpp>
 
-#include "fwd_tile_shape.h"
+#include "tile_shape.h"
 
 namespace flashplus {
 namespace kernels {
@@ -22,7 +22,7 @@ struct FwdTraitsSm80 {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr bool kHasDropout = kHasDropout_;
-  static constexpr FwdTileShape kShape = fwd_tile_shape_sm80(kHeadDim);
+  static constexpr TileShape kShape = fwd_tile_shape_sm80(kHeadDim);
   static constexpr int kBlockM = kShape.block_m;
   static constexpr int kBlockN = kShape.block_n;
   static constexpr int kNWarps = kShape.num_warps;
@@ -56,6 +56,7 @@ struct FwdTraitsSm80 {
   static constexpr int kSmemQElems = kBlockM * kHeadDim;
   static constexpr int kSmemKVElems = kBlockN * kHeadDim;
   static constexpr int kSmemBytes = (kSmemQElems + 2 * kSmemKVElems) * int(sizeof(Element));
+  static_assert(kSmemBytes == fwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element))), "host and device agree");
 };
 
 }  // namespace kernels

@@ -2,7 +2,7 @@
 //
 // Deliberately free of CuTe so that cuda_backend.cu compiles quickly: it sees parameter structs
 // and launch functions, never kernel templates. The forward variants are listed in the table that
-// kernels/variants.py generates (fwd_dispatch_table.inc).
+// kernels/variants.py generates (dispatch_table.inc).
 #pragma once
 
 #include <cstdint>
@@ -10,8 +10,9 @@
 #include <cuda_runtime.h>
 
 #include "flashplus/flashplus.h"
+#include "bwd_params.h"
 #include "fwd_params.h"
-#include "fwd_tile_shape.h"
+#include "tile_shape.h"
 
 namespace flashplus {
 namespace kernels {
@@ -26,6 +27,20 @@ struct FwdVariant {
   bool has_dropout;
   FwdLaunchFn launch;
 };
+
+using BwdLaunchFn = cudaError_t (*)(const BwdParams&, cudaStream_t);
+
+struct BwdVariant {
+  const char* name;      // e.g. "bwd_sm80_bf16_hd128"
+  int min_arch;
+  flashplus_dtype dtype;
+  int head_dim;
+  bool has_dropout;
+  BwdLaunchFn launch;
+};
+
+// D = rowsum(dout * out) into params.softmax_d (bwd_preprocess_kernel.cuh); dtype of dout / out.
+cudaError_t launch_bwd_preprocess(const BwdParams& params, int dtype, cudaStream_t stream);
 
 // ---- combine (combine_kernel.cuh): out = sum_i exp(lse_i - lse) out_i ----
 struct CombinePartial {

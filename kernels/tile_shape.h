@@ -1,4 +1,5 @@
-// fwd_tile_shape.h — the forward tile sizes of each path, as constexpr functions of the head dim.
+// tile_shape.h — the tile sizes and shared-memory footprints of each path, as constexpr functions
+// of the head dim.
 //
 // Why a separate header without CuTe: the host side (split-KV heuristic, workspace sizing in
 // cuda_backend.cu) must use exactly the tile sizes the kernels were compiled with, but should not
@@ -9,16 +10,31 @@
 namespace flashplus {
 namespace kernels {
 
-struct FwdTileShape {
-  int block_m;   // query rows per CTA
-  int block_n;   // key rows per mainloop step
-  int num_warps; // warps per CTA; warp w owns query rows {16 w + 16 num_warps t}
+struct TileShape {
+  int block_m;    // query rows per tile
+  int block_n;    // key rows per tile
+  int num_warps;  // warps per CTA
 };
 
 // sm80 path (mma.sync m16n8k16). Up to d = 128, 4 warps each own 32 query rows; above that the
 // accumulator (d fp32 values per row) no longer fits 4 warps' registers, so 8 warps own 16 rows each.
-constexpr FwdTileShape fwd_tile_shape_sm80(int head_dim) {
-  return head_dim <= 128 ? FwdTileShape{128, 64, 4} : FwdTileShape{128, 64, 8};
+constexpr TileShape fwd_tile_shape_sm80(int head_dim) {
+  return head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
+}
+
+// Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile.
+constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size) {
+  return (fwd_tile_shape_sm80(head_dim).block_m + 2 * fwd_tile_shape_sm80(head_dim).block_n) * head_dim * element_size;
+}
+
+// sm80 backward (both kernels): 64 x 64 tiles; warps as in bwd_traits_sm80.cuh.
+constexpr TileShape bwd_tile_shape_sm80(int head_dim) {
+  return head_dim <= 128 ? TileShape{64, 64, 4} : TileShape{64, 64, 8};
+}
+
+// The larger of the two backward kernels (dK/dV): Q, dO, K, V tiles, P and dS, LSE and D rows.
+constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size) {
+  return (4 * 64 * head_dim + 2 * 64 * 64) * element_size + 2 * 64 * 4;
 }
 
 // Most splits of the key range one forward call makes (and most partials one combine launch

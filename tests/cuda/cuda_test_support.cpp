@@ -107,12 +107,12 @@ bool gpu_available(std::string* why) {
   return true;
 }
 
-bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout) {
+bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, const char* direction) {
   // The manifest's names are fwd_<path>_<dtype>_hd<d>[_dropout]; the smallest compiled d >= head_dim
   // serves the request. A plain substring scan of the JSON keeps this independent of a JSON library.
   const std::string json = flashplus_build_info_json();
   for (int d = head_dim; d <= 256; ++d) {
-    const std::string name = std::string("_") + dtype_name(dtype) + "_hd" + std::to_string(d) +
+    const std::string name = std::string("\"") + direction + "_sm80_" + dtype_name(dtype) + "_hd" + std::to_string(d) +
                              (dropout ? "_dropout\"" : "\"");
     if (json.find(name) != std::string::npos) return true;
   }

@@ -37,9 +37,9 @@ bool gpu_available(std::string* why);
     if (!::fpcuda::gpu_available(&why_no_gpu)) GTEST_SKIP() << why_no_gpu; \
   } while (0)
 
-// True when the CUDA build compiled a forward variant for (dtype, head_dim, dropout); reads
-// flashplus_build_info_json().
-bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout);
+// True when the CUDA build compiled a variant of direction "fwd" or "bwd" serving (dtype, head_dim,
+// dropout); reads flashplus_build_info_json().
+bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, const char* direction);
 
 // ---- device memory ----
 class DeviceBuffer {

@@ -166,4 +166,110 @@ AttentionOutputs reference_same_precision(const AttentionInputs& in, flashplus_d
   return o;
 }
 
+namespace {
+
+// One (sequence, K/V head) per task: the task owns dK / dV of its head and dQ of its group's
+// query heads, so no two tasks write the same element. Real = double (oracle) or float (naive),
+// round() maps a value to what the naive kernel would store in the input precision.
+template <typename Real, typename Round>
+AttentionGrads backward(const AttentionInputs& in, const std::vector<std::vector<double>>& dout, Round round) {
+  AttentionGrads g;
+  const int sequences = static_cast<int>(in.s_q.size());
+  const int d = in.head_dim, group = in.h_q / in.h_k;
+  g.dq.resize(sequences);
+  g.dk.resize(sequences);
+  g.dv.resize(sequences);
+  g.d_row.resize(sequences);
+  for (int s = 0; s < sequences; ++s) {
+    g.dq[s].assign(static_cast<size_t>(in.s_q[s]) * in.h_q * d, 0.0);
+    g.dk[s].assign(static_cast<size_t>(in.s_k[s]) * in.h_k * d, 0.0);
+    g.dv[s].assign(static_cast<size_t>(in.s_k[s]) * in.h_k * d, 0.0);
+    g.d_row[s].assign(static_cast<size_t>(in.h_q) * in.s_q[s], 0.0);
+  }
+  parallel_for(sequences * in.h_k, [&](int task) {
+    const int seq = task / in.h_k, hk = task % in.h_k;
+    const int sq = in.s_q[seq], sk = in.s_k[seq];
+    const double* q = in.q[seq].data();
+    const double* k = in.k[seq].data();
+    const double* v = in.v[seq].data();
+    const double* o_grad = dout[seq].data();
+    std::vector<Real> dq(d), dk(static_cast<size_t>(sk) * d, 0), dv(static_cast<size_t>(sk) * d, 0);
+    std::vector<Real> x(sk), tanh_term(sk), p(sk), dp(sk);
+    auto qv = [&](int i, int h, int f) { return static_cast<Real>(q[(static_cast<size_t>(i) * in.h_q + h) * d + f]); };
+    auto kv = [&](const double* t, int j, int f) { return static_cast<Real>(t[(static_cast<size_t>(j) * in.h_k + hk) * d + f]); };
+    auto gv = [&](int i, int h, int f) { return static_cast<Real>(o_grad[(static_cast<size_t>(i) * in.h_q + h) * d + f]); };
+    for (int h = hk * group; h < (hk + 1) * group; ++h) {
+      for (int i = 0; i < sq; ++i) {
+        Real row_max = -std::numeric_limits<Real>::infinity();
+        for (int j = 0; j < sk; ++j) {
+          if (!key_visible(in, seq, i, j)) continue;
+          Real dot = 0;
+          for (int f = 0; f < d; ++f) dot += qv(i, h, f) * kv(k, j, f);
+          Real logit_value = dot * static_cast<Real>(in.scale);
+          tanh_term[j] = 0;
+          if (in.softcap > 0) {
+            const Real t = std::tanh(logit_value / static_cast<Real>(in.softcap));
+            tanh_term[j] = t;
+            logit_value = static_cast<Real>(in.softcap) * t;
+          }
+          if (!in.slopes.empty())
+            logit_value -= static_cast<Real>(in.slopes[static_cast<size_t>(seq) * in.h_q + h]) *
+                           static_cast<Real>(std::abs(i + sk - sq - j));
+          x[j] = logit_value;
+          row_max = std::max(row_max, logit_value);
+        }
+        if (row_max == -std::numeric_limits<Real>::infinity()) continue;  // no key: all gradients 0
+        Real sum = 0;
+        for (int j = 0; j < sk; ++j)
+          if (key_visible(in, seq, i, j)) sum += std::exp(x[j] - row_max);
+        const Real lse = row_max + std::log(sum);
+        Real d_row = 0;
+        for (int j = 0; j < sk; ++j) {
+          p[j] = 0;
+          dp[j] = 0;
+          if (!key_visible(in, seq, i, j)) continue;
+          p[j] = std::exp(x[j] - lse);
+          const Real z = kept(in, seq, h, i, j) ? static_cast<Real>(1.0 / (1.0 - in.dropout_p)) : Real(0);
+          Real dot = 0;
+          for (int f = 0; f < d; ++f) dot += gv(i, h, f) * kv(v, j, f);
+          dp[j] = z * dot;
+          d_row += p[j] * dp[j];
+          const Real pz = round(p[j] * z);
+          for (int f = 0; f < d; ++f) dv[static_cast<size_t>(j) * d + f] += pz * gv(i, h, f);
+        }
+        g.d_row[seq][static_cast<size_t>(h) * sq + i] = d_row;
+        std::fill(dq.begin(), dq.end(), Real(0));
+        for (int j = 0; j < sk; ++j) {
+          if (!key_visible(in, seq, i, j)) continue;
+          Real ds = p[j] * (dp[j] - d_row) * static_cast<Real>(in.scale);
+          if (in.softcap > 0) ds *= 1 - tanh_term[j] * tanh_term[j];
+          ds = round(ds);
+          for (int f = 0; f < d; ++f) {
+            dq[f] += ds * kv(k, j, f);
+            dk[static_cast<size_t>(j) * d + f] += ds * qv(i, h, f);
+          }
+        }
+        for (int f = 0; f < d; ++f) g.dq[seq][(static_cast<size_t>(i) * in.h_q + h) * d + f] = round(dq[f]);
+      }
+    }
+    for (int j = 0; j < sk; ++j)
+      for (int f = 0; f < d; ++f) {
+        g.dk[seq][(static_cast<size_t>(j) * in.h_k + hk) * d + f] = round(dk[static_cast<size_t>(j) * d + f]);
+        g.dv[seq][(static_cast<size_t>(j) * in.h_k + hk) * d + f] = round(dv[static_cast<size_t>(j) * d + f]);
+      }
+  });
+  return g;
+}
+
+}  // namespace
+
+AttentionGrads reference_backward_fp64(const AttentionInputs& in, const std::vector<std::vector<double>>& dout) {
+  return backward<double>(in, dout, [](double x) { return x; });
+}
+
+AttentionGrads reference_backward_same_precision(const AttentionInputs& in,
+                                                 const std::vector<std::vector<double>>& dout, flashplus_dtype dtype) {
+  return backward<float>(in, dout, [dtype](float x) { return static_cast<float>(round_to(x, dtype)); });
+}
+
 }  // namespace fpcuda

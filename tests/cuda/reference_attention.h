@@ -34,9 +34,22 @@ struct AttentionOutputs {
   std::vector<std::vector<double>> probs;  // per sequence (h_q, s_q, s_k): normalised P, 0 if masked
 };
 
+// Gradients of the forward above for an upstream gradient dout (per sequence (s_q, h_q, d)).
+struct AttentionGrads {
+  std::vector<std::vector<double>> dq;     // per sequence (s_q, h_q, d)
+  std::vector<std::vector<double>> dk, dv; // per sequence (s_k, h_k, d), summed over each GQA group
+  std::vector<std::vector<double>> d_row;  // per sequence (h_q, s_q): rowsum(dout * out)
+};
+
 bool key_visible(const AttentionInputs& in, int seq, int i, int j);
 
 AttentionOutputs reference_fp64(const AttentionInputs& in);
 AttentionOutputs reference_same_precision(const AttentionInputs& in, flashplus_dtype dtype);
+
+// fp64: everything in double. Same precision: fp32 arithmetic with P * Z and dS rounded to dtype
+// before the products that use them, and gradients rounded to dtype at the end.
+AttentionGrads reference_backward_fp64(const AttentionInputs& in, const std::vector<std::vector<double>>& dout);
+AttentionGrads reference_backward_same_precision(const AttentionInputs& in,
+                                                 const std::vector<std::vector<double>>& dout, flashplus_dtype dtype);
 
 }  // namespace fpcuda

@@ -342,7 +342,7 @@ void check_case(const FwdSpec& spec) {
   if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
   HostCase c = build_case(spec);
   const bool dropout = spec.dropout > 0.f;
-  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout)) {
+  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout, "fwd")) {
     const RunResult r = run_gpu(c);
     EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
     EXPECT_NE(r.error.find("no compiled variant"), std::string::npos) << r.error;
@@ -524,11 +524,244 @@ TEST_P(CudaFwd, MatchesFp64Oracle) { check_case(GetParam()); }
 INSTANTIATE_TEST_SUITE_P(Cases, CudaFwd, ::testing::ValuesIn(fwd_specs()),
                          [](const ::testing::TestParamInfo<FwdSpec>& info) { return info.param.name; });
 
+// ---------------------------------------------------------------------------------------------
+// Backward: GPU forward (out, LSE as a user would have them), then GPU backward, against the fp64
+// gradients of the oracle; dropout keep-mask from the CPU backend as in the forward cases.
+// ---------------------------------------------------------------------------------------------
+
+struct BwdRun {
+  flashplus_status status = FLASHPLUS_STATUS_OK;
+  std::string error;
+  std::vector<uint16_t> dq, dk, dv;
+  std::vector<float> softmax_d;
+};
+
+// Forward then backward, on the GPU or (on_cpu, the harness self-check) on the CPU backend.
+BwdRun run_backward(const HostCase& c, const std::vector<uint16_t>& dout_host, bool deterministic, bool on_cpu) {
+  const FwdSpec& s = c.spec;
+  const flashplus_device_type device = on_cpu ? FLASHPLUS_DEVICE_CPU : FLASHPLUS_DEVICE_CUDA;
+  const size_t stats = product(c.lse_sizes);
+  // Host copies (CPU run) or device buffers (GPU run) of every tensor.
+  HostCase h = c;
+  std::vector<uint16_t> dout_h = dout_host, out_h(c.q.size(), kPoisonBits), dq_h(c.q.size(), kPoisonBits);
+  std::vector<uint16_t> dk_h(c.k.size(), kPoisonBits), dv_h(c.v.size(), kPoisonBits);
+  std::vector<float> lse_h(stats + 1, NAN), d_h(stats + 1, NAN);
+  std::vector<DeviceBuffer> keep;
+  auto place = [&](auto& host) -> void* {
+    if (on_cpu) return host.data();
+    keep.push_back(DeviceBuffer::from(host));
+    return keep.back().data();
+  };
+  void *q = place(h.q), *k = place(h.k), *v = place(h.v), *out = place(out_h), *lse = place(lse_h);
+  void *dout = place(dout_h), *dq = place(dq_h), *dk = place(dk_h), *dv = place(dv_h), *softmax_d = place(d_h);
+  void *cu_q = place(h.cu_q), *cu_k = place(h.cu_k), *slopes = place(h.slopes);
+  const RunBuffers b{device, q, k, v, out, lse, nullptr, cu_q, cu_k, nullptr, nullptr, nullptr, slopes};
+  const flashplus_fwd_args f = make_args(c, b);
+  BwdRun r;
+  r.status = flashplus_fwd(&f);
+  r.error = flashplus_last_error();
+  if (r.status != FLASHPLUS_STATUS_OK) return r;
+
+  flashplus_bwd_args a;
+  flashplus_bwd_args_init(&a);
+  a.q = f.q;
+  a.k = f.k;
+  a.v = f.v;
+  a.out = f.out;
+  a.softmax_lse = f.softmax_lse;
+  a.dout = tensor(dout, s.dtype, device, c.q_sizes, c.q_strides);
+  a.dq = tensor(dq, s.dtype, device, c.q_sizes, c.q_strides);
+  a.dk = tensor(dk, s.dtype, device, c.kv_sizes, c.kv_strides);
+  a.dv = tensor(dv, s.dtype, device, c.kv_sizes, c.kv_strides);
+  a.softmax_d = tensor(softmax_d, FLASHPLUS_DTYPE_FLOAT32, device, c.lse_sizes);
+  a.cu_seqlens_q = f.cu_seqlens_q;
+  a.cu_seqlens_k = f.cu_seqlens_k;
+  a.alibi_slopes = f.alibi_slopes;
+  a.max_seqlen_q = f.max_seqlen_q;
+  a.max_seqlen_k = f.max_seqlen_k;
+  a.softmax_scale = f.softmax_scale;
+  a.softcap = f.softcap;
+  a.is_causal = f.is_causal;
+  a.window_left = f.window_left;
+  a.window_right = f.window_right;
+  a.dropout_p = f.dropout_p;
+  a.philox_seed = f.philox_seed;
+  a.philox_offset = f.philox_offset;
+  a.deterministic = deterministic ? 1 : 0;
+  r.status = flashplus_bwd(&a);
+  r.error = flashplus_last_error();
+  if (on_cpu) {
+    r.dq = dq_h;
+    r.dk = dk_h;
+    r.dv = dv_h;
+    r.softmax_d = d_h;
+    return r;
+  }
+  device_synchronize();
+  auto fetch = [&](void* ptr, auto& host) {
+    for (const DeviceBuffer& buffer : keep)
+      if (buffer.data() == ptr) buffer.download(host.data(), host.size() * sizeof(host[0]));
+  };
+  fetch(dq, dq_h);
+  fetch(dk, dk_h);
+  fetch(dv, dv_h);
+  fetch(softmax_d, d_h);
+  r.dq = dq_h;
+  r.dk = dk_h;
+  r.dv = dv_h;
+  r.softmax_d = d_h;
+  return r;
+}
+
+// dout with the case's q layout (padding stays NaN: never read).
+std::vector<std::vector<double>> make_dout(const HostCase& c, std::vector<uint16_t>& physical) {
+  Rng rng(c.spec.seed * 131 + 7);
+  const int n = sequences(c.spec), d = c.spec.d, hq = c.spec.h_q;
+  std::vector<std::vector<double>> logical(n);
+  physical.assign(c.q.size(), kPoisonBits);
+  for (int b = 0; b < n; ++b) {
+    logical[b].resize(static_cast<size_t>(c.logical.s_q[b]) * hq * d);
+    for (int i = 0; i < c.logical.s_q[b]; ++i)
+      for (int h = 0; h < hq; ++h)
+        for (int f = 0; f < d; ++f) {
+          const double value = round_to(rng.normal(), c.spec.dtype);
+          logical[b][(static_cast<size_t>(i) * hq + h) * d + f] = value;
+          physical[out_index(c, b, i, h, f)] = to_bits(static_cast<float>(value), c.spec.dtype);
+        }
+  }
+  return logical;
+}
+
+// Physical offset of key row j, head h, feature f (dense or varlen K layout of the case).
+int64_t key_index(const HostCase& c, int b, int j, int h, int f) {
+  const int64_t row = c.cu_k.empty() ? static_cast<int64_t>(b) * c.spec.s_k + j : c.cu_k[b] + j;
+  return (row * c.spec.h_k + h) * c.head_stride + f;
+}
+
+void check_backward(const FwdSpec& spec) {
+  const bool self_check = harness_self_check();
+  if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
+  HostCase c = build_case(spec);
+  const bool dropout = spec.dropout > 0.f;
+  std::vector<uint16_t> dout_physical;
+  const std::vector<std::vector<double>> dout = make_dout(c, dout_physical);
+  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout, "bwd")) {
+    const BwdRun r = run_backward(c, dout_physical, false, false);
+    EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
+    GTEST_SKIP() << "variant not compiled in this preset (UNSUPPORTED checked): " << r.error;
+  }
+  if (dropout) {
+    FwdSpec with_mask = spec;
+    with_mask.s_dmask = true;
+    HostCase masked = build_case(with_mask);
+    const RunResult cpu = run_cpu(masked);
+    ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
+    c.logical.keep.resize(sequences(spec));
+    for (int b = 0; b < sequences(spec); ++b) {
+      auto& keep = c.logical.keep[b];
+      keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
+      for (int h = 0; h < spec.h_q; ++h)
+        for (int i = 0; i < c.logical.s_q[b]; ++i)
+          for (int j = 0; j < c.logical.s_k[b]; ++j)
+            keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
+                std::signbit(cpu.dmask[dmask_index(masked, b, h, i, j)]) ? 0 : 1;
+    }
+  }
+  const BwdRun gpu = run_backward(c, dout_physical, false, self_check);
+  ASSERT_EQ(gpu.status, FLASHPLUS_STATUS_OK) << gpu.error;
+  const AttentionGrads exact = reference_backward_fp64(c.logical, dout);
+  const AttentionGrads naive = reference_backward_same_precision(c.logical, dout, spec.dtype);
+
+  struct Grad {
+    const char* name;
+    ErrorStats gpu, naive;
+    double scale = 0;
+    int64_t nonfinite = 0;
+  } grads[3] = {{"dq"}, {"dk"}, {"dv"}};
+  ErrorStats d_gpu;
+  double d_scale = 1;
+  const int d = spec.d;
+  for (int b = 0; b < sequences(spec); ++b) {
+    for (int h = 0; h < spec.h_q; ++h)
+      for (int i = 0; i < c.logical.s_q[b]; ++i) {
+        const double ref_d = exact.d_row[b][static_cast<size_t>(h) * c.logical.s_q[b] + i];
+        const double got_d = gpu.softmax_d[lse_index(c, b, h, i)];
+        d_scale = std::max(d_scale, std::fabs(ref_d));
+        d_gpu.add(std::fabs(got_d - ref_d), b, h, i);
+        for (int f = 0; f < d; ++f) {
+          const size_t at = (static_cast<size_t>(i) * spec.h_q + h) * d + f;
+          const double got = from_bits(gpu.dq[out_index(c, b, i, h, f)], spec.dtype);
+          if (!std::isfinite(got)) ++grads[0].nonfinite;
+          grads[0].gpu.add(std::fabs(got - exact.dq[b][at]), b, h, i, f);
+          grads[0].naive.add(std::fabs(naive.dq[b][at] - exact.dq[b][at]), b, h, i, f);
+          grads[0].scale = std::max(grads[0].scale, std::fabs(exact.dq[b][at]));
+        }
+      }
+    for (int h = 0; h < spec.h_k; ++h)
+      for (int j = 0; j < c.logical.s_k[b]; ++j)
+        for (int f = 0; f < d; ++f) {
+          const size_t at = (static_cast<size_t>(j) * spec.h_k + h) * d + f;
+          for (int g = 1; g <= 2; ++g) {
+            const std::vector<uint16_t>& got_bits = g == 1 ? gpu.dk : gpu.dv;
+            const std::vector<std::vector<double>>& ref = g == 1 ? exact.dk : exact.dv;
+            const std::vector<std::vector<double>>& low = g == 1 ? naive.dk : naive.dv;
+            const double got = from_bits(got_bits[key_index(c, b, j, h, f)], spec.dtype);
+            if (!std::isfinite(got)) ++grads[g].nonfinite;
+            grads[g].gpu.add(std::fabs(got - ref[b][at]), b, h, j, f);
+            grads[g].naive.add(std::fabs(low[b][at] - ref[b][at]), b, h, j, f);
+            grads[g].scale = std::max(grads[g].scale, std::fabs(ref[b][at]));
+          }
+        }
+  }
+  for (const Grad& g : grads) {
+    std::printf("[ errors   ] %s %s: gpu %.3g naive %.3g (max |ref| %.3g)\n", spec.name.c_str(), g.name, g.gpu.max_error,
+                g.naive.max_error, g.scale);
+    EXPECT_EQ(g.nonfinite, 0) << g.name << " has NaN/inf (unwritten?)";
+    EXPECT_LE(g.gpu.max_error, 2 * g.naive.max_error + 2e-3 * std::max(1.0, g.scale))
+        << g.name << ": gpu error " << g.gpu.max_error << " at " << g.gpu.where() << ", same-precision error "
+        << g.naive.max_error;
+  }
+  // D = dO . O uses the forward's rounded O: its error scales with sum |dO| |O| rounding, not |D|.
+  EXPECT_LE(d_gpu.max_error, 2e-2 * d_scale) << "softmax_d error at " << d_gpu.where();
+
+  // No atomics: a second run (deterministic flag on) is bit-identical.
+  const BwdRun again = run_backward(c, dout_physical, true, self_check);
+  ASSERT_EQ(again.status, FLASHPLUS_STATUS_OK) << again.error;
+  EXPECT_TRUE(again.dq == gpu.dq && again.dk == gpu.dk && again.dv == gpu.dv) << "backward is not reproducible";
+}
+
+std::vector<FwdSpec> bwd_specs() {
+  std::vector<FwdSpec> specs;
+  auto add = [&](FwdSpec s) { specs.push_back(s); };
+  add({.name = "SmallDense", .s_q = 128, .s_k = 128});
+  { FwdSpec s{.name = "SmallCausalGqa", .batch = 1, .s_q = 77, .s_k = 130, .h_q = 6, .h_k = 2, .causal = true}; add(s); }
+  { FwdSpec s{.name = "SmallVarlenEmpty", .h_q = 2, .h_k = 1, .lens_q = {0, 17, 113, 1}, .lens_k = {5, 0, 200, 64}}; add(s); }
+  { FwdSpec s{.name = "SmallDropoutVarlenCausal", .h_q = 2, .h_k = 1, .lens_q = {31, 130}, .lens_k = {64, 130}, .causal = true, .dropout = 0.25f}; add(s); }
+  { FwdSpec s{.name = "SmallUnalignedD33", .batch = 2, .s_q = 40, .s_k = 41, .h_q = 3, .h_k = 3, .d = 33, .causal = true}; add(s); }
+  { FwdSpec s{.name = "WindowAlibiSoftcap", .s_q = 100, .s_k = 220, .window_left = 40, .window_right = 10, .softcap = 20.f, .alibi = 2}; add(s); }
+  { FwdSpec s{.name = "CausalQLongerThanK", .batch = 1, .s_q = 200, .s_k = 70, .causal = true}; add(s); }
+  { FwdSpec s{.name = "Seq1023Causal", .batch = 1, .s_q = 1023, .s_k = 1023, .h_q = 2, .h_k = 1, .causal = true}; add(s); }
+  { FwdSpec s{.name = "Seq1x513", .batch = 2, .s_q = 1, .s_k = 513}; add(s); }
+  { FwdSpec s{.name = "HeadStridePad3", .s_q = 70, .s_k = 90, .head_stride_pad = 3}; add(s); }
+  { FwdSpec s{.name = "Hd64", .s_q = 65, .s_k = 97, .d = 64}; add(s); }
+  { FwdSpec s{.name = "Fp16Hd256Dropout", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 1, .s_q = 70, .s_k = 130, .h_q = 4, .h_k = 2, .d = 256, .causal = true, .dropout = 0.1f}; add(s); }
+  { FwdSpec s{.name = "Hd192Varlen", .h_q = 2, .h_k = 2, .d = 192, .lens_q = {50, 129}, .lens_k = {80, 129}}; add(s); }
+  { FwdSpec s{.name = "Fp16Hd96Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 150, .d = 96, .softcap = 15.f, .input_scale = 2.0}; add(s); }
+  return specs;
+}
+
+class CudaBwdCase : public ::testing::TestWithParam<FwdSpec> {};
+
+TEST_P(CudaBwdCase, MatchesFp64Gradients) { check_backward(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaBwdCase, ::testing::ValuesIn(bwd_specs()),
+                         [](const ::testing::TestParamInfo<FwdSpec>& info) { return info.param.name; });
+
 // Same inputs, same result: the kernel has no run-to-run nondeterminism (no atomics in forward).
 TEST(CudaFwdRepeat, SmallBitIdenticalRuns) {
   FPCUDA_SKIP_WITHOUT_GPU();
   FwdSpec s{.name = "repeat", .batch = 2, .s_q = 100, .s_k = 300, .causal = true, .num_splits = 3};
-  if (!cuda_variant_compiled(s.dtype, s.d, false)) GTEST_SKIP() << "variant not compiled";
+  if (!cuda_variant_compiled(s.dtype, s.d, false, "fwd")) GTEST_SKIP() << "variant not compiled";
   const HostCase c = build_case(s);
   const RunResult first = run_gpu(c), second = run_gpu(c);
   ASSERT_EQ(first.status, FLASHPLUS_STATUS_OK) << first.error;
@@ -543,9 +776,9 @@ TEST(CudaFwdTiming, DISABLED_Report) {
   for (int d : {64, 128, 256}) {
     for (bool causal : {false, true}) {
       for (int seqlen : {512, 2048, 8192}) {
-        const flashplus_dtype dtype = cuda_variant_compiled(FLASHPLUS_DTYPE_BFLOAT16, d, false) ? FLASHPLUS_DTYPE_BFLOAT16
+        const flashplus_dtype dtype = cuda_variant_compiled(FLASHPLUS_DTYPE_BFLOAT16, d, false, "fwd") ? FLASHPLUS_DTYPE_BFLOAT16
                                                                                                  : FLASHPLUS_DTYPE_FLOAT16;
-        if (!cuda_variant_compiled(dtype, d, false)) continue;
+        if (!cuda_variant_compiled(dtype, d, false, "fwd")) continue;
         const int batch = 16384 / seqlen, heads = 2048 / d;
         const size_t elems = static_cast<size_t>(batch) * seqlen * heads * d;
         std::vector<uint16_t> host(elems);
@@ -587,32 +820,67 @@ TEST(CudaFwdTiming, DISABLED_Report) {
   }
 }
 
-TEST(CudaBwd, ReportsUnsupported) {
+// Backward throughput (FLOPs as flash-attn counts them: 2.5x the forward's). Disabled by default.
+TEST(CudaBwdTiming, DISABLED_Report) {
   FPCUDA_SKIP_WITHOUT_GPU();
-  flashplus_bwd_args a;
-  flashplus_bwd_args_init(&a);
-  constexpr int64_t kSlot = 256;  // elements per tensor: 4 rows x 64 features
-  DeviceBuffer buf(16 * kSlot * 4);
-  int slot = 0;
-  const auto t = [&](std::vector<int64_t> sizes, flashplus_dtype dt) {
-    void* data = static_cast<char*>(buf.data()) + (slot++) * kSlot * 4;
-    return tensor(data, dt, FLASHPLUS_DEVICE_CUDA, sizes);
-  };
-  const flashplus_dtype bf16 = FLASHPLUS_DTYPE_BFLOAT16;
-  a.q = t({1, 4, 1, 64}, bf16);
-  a.k = t({1, 4, 1, 64}, bf16);
-  a.v = t({1, 4, 1, 64}, bf16);
-  a.out = t({1, 4, 1, 64}, bf16);
-  a.dout = t({1, 4, 1, 64}, bf16);
-  a.dq = t({1, 4, 1, 64}, bf16);
-  a.dk = t({1, 4, 1, 64}, bf16);
-  a.dv = t({1, 4, 1, 64}, bf16);
-  a.softmax_lse = t({1, 1, 4}, FLASHPLUS_DTYPE_FLOAT32);
-  a.softmax_d = t({1, 1, 4}, FLASHPLUS_DTYPE_FLOAT32);
-  a.softmax_scale = 0.125f;
-  a.flags = FLASHPLUS_FLAG_DRY_RUN;
-  const flashplus_status status = flashplus_bwd(&a);
-  EXPECT_EQ(status, FLASHPLUS_STATUS_UNSUPPORTED) << flashplus_last_error();
+  for (int d : {64, 128}) {
+    for (bool causal : {false, true}) {
+      const int seqlen = 2048;
+      const flashplus_dtype dtype = FLASHPLUS_DTYPE_BFLOAT16;
+      if (!cuda_variant_compiled(dtype, d, false, "bwd")) continue;
+      const int batch = 16384 / seqlen, heads = 2048 / d;
+      const size_t elems = static_cast<size_t>(batch) * seqlen * heads * d;
+      std::vector<uint16_t> host(elems);
+      Rng rng(d);
+      for (auto& x : host) x = to_bits(static_cast<float>(rng.normal()), dtype);
+      DeviceBuffer q = DeviceBuffer::from(host), k = DeviceBuffer::from(host), v = DeviceBuffer::from(host);
+      DeviceBuffer dout = DeviceBuffer::from(host), out(elems * 2), dq(elems * 2), dk(elems * 2), dv(elems * 2);
+      DeviceBuffer lse(static_cast<size_t>(batch) * heads * seqlen * 4), dsum(static_cast<size_t>(batch) * heads * seqlen * 4);
+      const std::vector<int64_t> shape{batch, seqlen, heads, d};
+      flashplus_fwd_args f;
+      flashplus_fwd_args_init(&f);
+      f.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      f.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      f.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      f.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      f.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
+      f.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
+      f.is_causal = causal;
+      ASSERT_EQ(flashplus_fwd(&f), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+      flashplus_bwd_args a;
+      flashplus_bwd_args_init(&a);
+      a.q = f.q;
+      a.k = f.k;
+      a.v = f.v;
+      a.out = f.out;
+      a.softmax_lse = f.softmax_lse;
+      a.dout = tensor(dout.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      a.dq = tensor(dq.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      a.dk = tensor(dk.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      a.dv = tensor(dv.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+      a.softmax_d = tensor(dsum.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
+      a.softmax_scale = f.softmax_scale;
+      a.is_causal = causal;
+      for (int warm = 0; warm < 2; ++warm) ASSERT_EQ(flashplus_bwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+      cudaEvent_t start, stop;
+      cudaEventCreate(&start);
+      cudaEventCreate(&stop);
+      std::vector<float> ms(7);
+      for (float& t : ms) {
+        cudaEventRecord(start);
+        flashplus_bwd(&a);
+        cudaEventRecord(stop);
+        cudaEventSynchronize(stop);
+        cudaEventElapsedTime(&t, start, stop);
+      }
+      std::sort(ms.begin(), ms.end());
+      const double flops = 2.5 * 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
+      std::printf("[ timing   ] bwd bf16 d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", d, seqlen, batch, heads,
+                  causal ? "causal" : "full", ms[3], flops / (ms[3] * 1e-3) / 1e12);
+      cudaEventDestroy(start);
+      cudaEventDestroy(stop);
+    }
+  }
 }
 
 }  // namespace

@@ -203,7 +203,7 @@ class CudaKvCache : public ::testing::TestWithParam<KvSpec> {};
 TEST_P(CudaKvCache, MatchesCpuBackend) {
   FPCUDA_SKIP_WITHOUT_GPU();
   const KvSpec& s = GetParam();
-  if (!cuda_variant_compiled(FLASHPLUS_DTYPE_BFLOAT16, s.d, false)) GTEST_SKIP() << "variant not compiled";
+  if (!cuda_variant_compiled(FLASHPLUS_DTYPE_BFLOAT16, s.d, false, "fwd")) GTEST_SKIP() << "variant not compiled";
   const KvHost h = build(s);
   const KvResult cpu = run_kv_cpu(s, h);
   ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;

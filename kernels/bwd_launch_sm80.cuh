@@ -1,0 +1,45 @@
+// bwd_launch_sm80.cuh — host launcher of the sm80 backward for one (dtype, head dim, dropout)
+// variant: D pre-pass, then the dK/dV and dQ kernels (independent of each other) on one stream.
+// Included only by the generated instantiation files.
+#pragma once
+
+#include <type_traits>
+
+#include <cuda_runtime.h>
+
+#include "bwd_kernel_sm80.cuh"
+#include "bwd_traits_sm80.cuh"
+#include "launch.h"
+
+namespace flashplus {
+namespace kernels {
+
+template <typename Kernel>
+cudaError_t launch_with_smem(Kernel kernel, int64_t grid, int threads, int smem_bytes, const BwdParams& params,
+                             cudaStream_t stream) {
+  if (grid == 0) return cudaSuccess;
+  if (grid > INT32_MAX) return cudaErrorInvalidConfiguration;
+  if (smem_bytes > 48 * 1024) {
+    const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+    if (status != cudaSuccess) return status;
+  }
+  kernel<<<static_cast<unsigned>(grid), threads, smem_bytes, stream>>>(params);
+  return cudaGetLastError();
+}
+
+template <typename Element, int kHeadDim, bool kHasDropout>
+cudaError_t launch_bwd_sm80(const BwdParams& params, cudaStream_t stream) {
+  using Traits = BwdTraitsSm80<Element, kHeadDim, kHasDropout>;
+  const int dtype = std::is_same_v<Element, cute::half_t> ? FLASHPLUS_DTYPE_FLOAT16 : FLASHPLUS_DTYPE_BFLOAT16;
+  cudaError_t status = launch_bwd_preprocess(params, dtype, stream);
+  if (status != cudaSuccess) return status;
+  const FwdParams& f = params.fwd;
+  status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits>, static_cast<int64_t>(params.num_n_blocks) * f.h_k * f.batch,
+                            Traits::kNThreads, Traits::kSmemBytesDkDv, params, stream);
+  if (status != cudaSuccess) return status;
+  return launch_with_smem(bwd_dq_kernel_sm80<Traits>, static_cast<int64_t>(params.num_m_blocks) * f.h_q * f.batch,
+                          Traits::kNThreads, Traits::kSmemBytesDq, params, stream);
+}
+
+}  // namespace kernels
+}  // namespace flashplus

@@ -1,0 +1,114 @@
+// bwd_mainloop_sm80.cuh — the pieces both backward kernels share: shared-memory GEMMs with either
+// operand read straight or transposed, and the elementwise step from (S, dP) to (P, dS).
+//
+// For one 64 x 64 tile, with s = q.k (raw), dp = dO.v, lse and D = rowsum(dO * O) of each row:
+//   P  = exp(logit(s) - lse)                  (0 where masked; logit as in mask.cuh)
+//   Z  = keep / (1 - p_drop)                  (1 without dropout)
+//   dS = P * (Z * dp - D)                     (gradient w.r.t. the logit)
+//   dS_raw = dS * scale * (1 - tanh^2)        (chain rule through softcap; just scale without it)
+// dV takes P * Z, dK and dQ take dS_raw. ALiBi adds a constant per entry: no gradient of its own.
+#pragma once
+
+#include <cute/tensor.hpp>
+
+#include "dropout_sm80.cuh"
+#include "fragment_layout_sm80.cuh"
+#include "mask.cuh"
+
+namespace flashplus {
+namespace kernels {
+
+// acc += A @ B^T with A (M, K) and B (N, K) in shared memory. read_a / read_b are the views that
+// ldmatrix reads (transposed views with the .trans atom); shape_a / shape_b are the same views
+// without swizzle, used only to shape the register fragments.
+template <typename TiledMma, typename AtomA, typename AtomB, typename Acc, typename ReadA, typename ShapeA,
+          typename ReadB, typename ShapeB>
+__device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const ShapeA& shape_a, const ReadB& read_b,
+                                          const ShapeB& shape_b, int tid) {
+  using namespace cute;
+  TiledMma tiled_mma;
+  auto thr_mma = tiled_mma.get_thread_slice(tid);
+  Tensor frag_a = thr_mma.partition_fragment_A(shape_a);  // (MMA, MMA_M, MMA_K)
+  Tensor frag_b = thr_mma.partition_fragment_B(shape_b);  // (MMA, MMA_N, MMA_K)
+  auto copy_a = make_tiled_copy_A(AtomA{}, tiled_mma);
+  auto thr_copy_a = copy_a.get_thread_slice(tid);
+  Tensor src_a = thr_copy_a.partition_S(read_a);
+  Tensor dst_a = thr_copy_a.retile_D(frag_a);
+  auto copy_b = make_tiled_copy_B(AtomB{}, tiled_mma);
+  auto thr_copy_b = copy_b.get_thread_slice(tid);
+  Tensor src_b = thr_copy_b.partition_S(read_b);
+  Tensor dst_b = thr_copy_b.retile_D(frag_b);
+
+  copy(copy_a, src_a(_, _, _0{}), dst_a(_, _, _0{}));
+  copy(copy_b, src_b(_, _, _0{}), dst_b(_, _, _0{}));
+  constexpr int kSteps = decltype(size<2>(frag_a))::value;
+  static_assert(kSteps == decltype(size<2>(frag_b))::value);
+#pragma unroll
+  for (int k = 0; k < kSteps; ++k) {
+    if (k + 1 < kSteps) {
+      copy(copy_a, src_a(_, _, k + 1), dst_a(_, _, k + 1));
+      copy(copy_b, src_b(_, _, k + 1), dst_b(_, _, k + 1));
+    }
+    gemm(tiled_mma, frag_a(_, _, k), frag_b(_, _, k), acc);
+  }
+}
+
+// In place: acc_s (raw q.k) becomes P * Z, acc_dp (dO.v) becomes dS_raw. All views rowcol.
+// row_lse2: lse * log2(e) per tile row (+inf for rows outside the sequence: their P is 0);
+// row_d: D per tile row. m0 / n0: first query / key of the tile within the sequence.
+template <bool kHasDropout, typename AccS, typename AccDP, typename Coords>
+__device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const Coords& coords_rc,
+                                                const float* row_lse2, const float* row_d, const LogitRule& rule,
+                                                const WindowMask& mask, const FwdParams& p, uint32_t batch_head,
+                                                int m0, int n0, bool needs_mask) {
+  using namespace cute;
+  constexpr int kRows = decltype(size<0>(s_rc))::value;
+  constexpr int kCols = decltype(size<1>(s_rc))::value;
+  if (rule.has_softcap) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) s_rc(r, c) = tanhf(s_rc(r, c) * rule.softcap_inner);  // t
+  }
+  uint64_t keep_bits = ~uint64_t{0};
+  if constexpr (kHasDropout) keep_bits = dropout_keep_bits(coords_rc, p.dropout, batch_head, m0, n0);
+  const float logit_scale = rule.has_softcap ? rule.softcap_outer : rule.scale_log2;
+  const float rescale = kHasDropout ? p.dropout_rescale : 1.f;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int row = get<0>(coords_rc(r, 0));
+    const float lse2 = row_lse2[row];
+    const float d = row_d[row];
+    const int i = m0 + row;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      const int j = n0 + get<1>(coords_rc(r, c));
+      const float t_or_s = s_rc(r, c);
+      float x2 = t_or_s * logit_scale;
+      if (rule.has_alibi) x2 -= rule.slope_log2 * static_cast<float>(abs(i + rule.diagonal - j));
+      const bool visible = !needs_mask || mask.visible(i, j);
+      const float prob = visible ? exp2f(x2 - lse2) : 0.f;
+      const bool keep = ((keep_bits >> (r * kCols + c)) & 1u) != 0;
+      const float dp = keep ? dp_rc(r, c) * rescale : 0.f;
+      const float derivative = rule.has_softcap ? p.softmax_scale * (1.f - t_or_s * t_or_s) : p.softmax_scale;
+      dp_rc(r, c) = prob * (dp - d) * derivative;
+      s_rc(r, c) = keep ? prob * rescale : 0.f;
+    }
+  }
+}
+
+// Converts an fp32 fragment to Element and stores it into a shared tile of the same shape.
+template <typename TiledMma, typename Element, typename Acc, typename Smem>
+__device__ __forceinline__ void store_fragment(const Acc& acc, Smem& smem, int tid) {
+  using namespace cute;
+  TiledMma tiled_mma;
+  auto thr_mma = tiled_mma.get_thread_slice(tid);
+  Tensor converted = make_tensor_like<Element>(acc);
+#pragma unroll
+  for (int e = 0; e < size(acc); ++e) converted(e) = Element(acc(e));
+  Tensor dst = thr_mma.partition_C(smem);
+  copy(converted, dst);
+}
+
+}  // namespace kernels
+}  // namespace flashplus
