@@ -7,8 +7,9 @@
  * returns a flashplus_status; on failure flashplus_last_error() names the argument and the rule.
  *
  * Argument structs are plain data with a leading `struct_size` (set it to sizeof(the struct)):
- * fields are only ever appended, so an older caller keeps working against a newer library.
- * Use the flashplus_*_args_init() helpers, which zero the struct and set the defaults.
+ * fields are only ever appended, so an older caller keeps working against a newer library. This
+ * library (ABI 1) accepts exactly its own sizes. Use the flashplus_*_args_init() helpers, which
+ * zero the struct and set the defaults.
  *
  * Semantics are flash-attn 2.8's unless a field says otherwise:
  *  - layouts: dense (b, s, h, d); varlen (total, h, d) with cu_seqlens (b + 1) int32.
@@ -103,8 +104,9 @@ typedef struct flashplus_fwd_args {
   flashplus_tensor softmax_lse;  /* written; fp32 (b, h_q, s_q) or (h_q, total_q) with varlen */
   flashplus_tensor s_dmask;      /* optional debug output, q's dtype or fp32:
                                     (b, h_q, max_s_q, max_s_k). Entry (i, j) holds the final
-                                    probability P[i, j], negated where dropout dropped it; entries
-                                    outside a sequence's (s_q, s_k) are 0. */
+                                    probability P[i, j] (before the 1 / (1 - p) scaling), negated
+                                    where dropout dropped it; entries outside a sequence's
+                                    (s_q, s_k) are 0. */
   flashplus_tensor cu_seqlens_q; /* optional int32 (b + 1): present => varlen. Non-decreasing,
                                     [0] == 0, [b] == total_q */
   flashplus_tensor cu_seqlens_k; /* int32 (b + 1), required with cu_seqlens_q. With a paged K/V
@@ -115,10 +117,12 @@ typedef struct flashplus_fwd_args {
                                     (so it sees keys [leftpad, end), end = seqused_k or length) */
   flashplus_tensor block_table;  /* optional int32 (b, max_blocks_per_seq): makes K/V paged.
                                     Key j of sequence i lives in page block_table[i, j / page_size]
-                                    at row j % page_size. Any page_size >= 1. */
+                                    at row j % page_size (j counts from row 0, leftpad included).
+                                    Any page_size >= 1. Only entries covering used rows are read
+                                    (and checked to be in [0, num_blocks)). */
   flashplus_tensor alibi_slopes; /* optional fp32 (h_q) or (b, h_q) */
-  int32_t max_seqlen_q;          /* varlen: upper bound of s_q over the batch (sizes s_dmask) */
-  int32_t max_seqlen_k;          /* varlen: upper bound of s_k over the batch */
+  int32_t max_seqlen_q;          /* varlen: >= every s_q in the batch (sizes s_dmask) */
+  int32_t max_seqlen_k;          /* varlen: >= every s_k in the batch (after seqused / leftpad) */
   float softmax_scale;           /* usually 1 / sqrt(d) */
   float softcap;                 /* 0 = off; else > 0 */
   int32_t is_causal;             /* bottom-right aligned; same as window (window_left, 0) */
@@ -169,9 +173,11 @@ typedef struct flashplus_bwd_args {
  *  1. if k_new/v_new are given, they are (after rotary on k_new) written in place into the cache
  *     at rows [c, c + s_new) of cache entry cache_batch_idx[i] (or i);
  *  2. q attends to cache rows [leftpad, c + s_new), i.e. s_k = c + s_new - leftpad.
- * Rotary (rotary_cos present): applied to the first rotary_dim = 2 * cos.size(1) features of
- * k_new (row r at position c + r) and of q (row r at position c + r when causal or windowed,
- * else every row at position c). rotary_interleaved: pairs (2t, 2t + 1); else (t, t + rd / 2).
+ * Rotary (rotary_cos present; needs cache_seqlens): applied to the first rotary_dim =
+ * 2 * cos.size(1) features of k_new (row r at position c + r) and of q (row r at position c + r
+ * when causal or a window bound is >= 0, else every row at position c); the table must hold every
+ * position used. rotary_interleaved: pairs (2t, 2t + 1); else (t, t + rd / 2). q, k_new and v_new
+ * are only read; q is rotated into scratch memory.
  * ------------------------------------------------------------------------------------------- */
 typedef struct flashplus_kvcache_args {
   uint32_t struct_size;
@@ -180,7 +186,8 @@ typedef struct flashplus_kvcache_args {
   flashplus_tensor k_cache;         /* (b_cache, s_cache, h_k, d) or paged
                                        (num_blocks, page_size, h_k, d) with block_table; updated */
   flashplus_tensor v_cache;         /* like k_cache; updated */
-  flashplus_tensor k_new;           /* optional (b, s_new, h_k, d) */
+  flashplus_tensor k_new;           /* optional (b, s_new, h_k, d); needs cache_seqlens, and
+                                       c + s_new must fit in the cache */
   flashplus_tensor v_new;           /* optional, with k_new */
   flashplus_tensor rotary_cos;      /* optional (s_ro, rotary_dim / 2), q's dtype */
   flashplus_tensor rotary_sin;      /* with rotary_cos, same shape */
