@@ -14,7 +14,7 @@ qkv packed (b, s, 3, h, d) / (total, 3, h, d); kv packed (b, s, 2, h_k, d) / (to
 CUDA head dims that are not a multiple of 8 are padded with zeros and sliced back (the CPU
 backend takes any head dim 1..256 as is).
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,8 @@ from ._custom_ops import (  # noqa: F401  (re-exported: tools import them from h
 )
 
 __all__ = [
-    "flash_attn_func", "flash_attn_kvpacked_func", "flash_attn_qkvpacked_func",
+    "_flash_attn_backward", "_flash_attn_forward", "_flash_attn_varlen_backward",
+    "_flash_attn_varlen_forward", "flash_attn_func", "flash_attn_kvpacked_func", "flash_attn_qkvpacked_func",
     "flash_attn_varlen_func", "flash_attn_varlen_kvpacked_func",
     "flash_attn_varlen_qkvpacked_func", "flash_attn_with_kvcache",
 ]
@@ -97,18 +98,16 @@ def _result(out, softmax_lse, s_dmask, return_softmax):
     return (out, softmax_lse, s_dmask) if return_softmax else out
 
 
-class _FwdOptions:
-    """Options a backward needs again, kept on ctx by the autograd Functions."""
-
-    @staticmethod
-    def save(ctx, dropout_p, softmax_scale, causal, window, softcap, alibi_slopes, deterministic):
-        ctx.dropout_p = dropout_p
-        ctx.softmax_scale = softmax_scale
-        ctx.causal = causal
-        ctx.window_size = window
-        ctx.softcap = softcap
-        ctx.alibi_slopes = alibi_slopes
-        ctx.deterministic = deterministic
+def _save_options(ctx, dropout_p, softmax_scale, causal, window, softcap, alibi_slopes,
+                  deterministic):
+    """Options the backward needs again, kept on ctx by the autograd Functions."""
+    ctx.dropout_p = dropout_p
+    ctx.softmax_scale = softmax_scale
+    ctx.causal = causal
+    ctx.window_size = window
+    ctx.softcap = softcap
+    ctx.alibi_slopes = alibi_slopes
+    ctx.deterministic = deterministic
 
 
 def _dense_forward(ctx, q, k, v, dropout_p, softmax_scale, causal, window_size, softcap,
@@ -123,8 +122,8 @@ def _dense_forward(ctx, q, k, v, dropout_p, softmax_scale, causal, window_size, 
         window_size_right=window[1], softcap=softcap, alibi_slopes=alibi_slopes,
         return_softmax=return_softmax and dropout_p > 0)
     ctx.save_for_backward(q, k, v, out, lse, rng_state)
-    _FwdOptions.save(ctx, dropout_p, softmax_scale, causal, window, softcap, alibi_slopes,
-                     deterministic)
+    _save_options(ctx, dropout_p, softmax_scale, causal, window, softcap, alibi_slopes,
+                  deterministic)
     ctx.pad = pad
     return _result(out[..., :d], lse, s_dmask, return_softmax)
 
@@ -154,8 +153,8 @@ def _varlen_forward(ctx, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_
         softcap=softcap, alibi_slopes=alibi_slopes,
         return_softmax=return_softmax and dropout_p > 0, block_table=block_table)
     ctx.save_for_backward(q, k, v, out, lse, cu_seqlens_q, cu_seqlens_k, rng_state)
-    _FwdOptions.save(ctx, dropout_p, softmax_scale, causal, window, softcap, alibi_slopes,
-                     deterministic)
+    _save_options(ctx, dropout_p, softmax_scale, causal, window, softcap, alibi_slopes,
+                  deterministic)
     ctx.max_seqlen_q, ctx.max_seqlen_k, ctx.pad = max_seqlen_q, max_seqlen_k, pad
     return _result(out[..., :d], lse, s_dmask, return_softmax)
 
