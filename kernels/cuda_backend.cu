@@ -1,11 +1,13 @@
 // cuda_backend.cu — the cuda:: functions of src/backend.h: device checks, variant selection,
-// parameter packing and launches. Host code only; kernels are reached through launch.h, so this
-// file never parses CuTe.
+// parameter packing and launches of forward (with split-KV combine and S_dmask), backward,
+// KV-cache append and combine. Host code only; kernels are reached through launch.h, so this file
+// never parses CuTe.
 //
 // Variant choice: the sm80 path serves every GPU of compute capability >= 8.0. Among the compiled
-// variants of the request's dtype and dropout flag, the smallest head dim >= the request's wins
-// (a head dim of 72 runs the 96 kernel, or the 128 one when 96 is not compiled). Anything else is
-// UNSUPPORTED with a message naming the missing variant and what the build has.
+// variants of the request's direction, dtype and dropout flag, the smallest head dim >= the
+// request's wins (a head dim of 72 runs the 96 kernel, or the 128 one when 96 is not compiled).
+// Anything else (no such variant, too little shared memory on the device) is UNSUPPORTED with a
+// message naming the missing variant and what the build has.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>

@@ -1,8 +1,8 @@
 // launch.h — host-side interface between cuda_backend.cu and the kernel launchers.
 //
 // Deliberately free of CuTe so that cuda_backend.cu compiles quickly: it sees parameter structs
-// and launch functions, never kernel templates. The forward variants are listed in the table that
-// kernels/variants.py generates (dispatch_table.inc).
+// and launch functions, never kernel templates. The forward and backward variants are listed in the
+// tables that kernels/variants.py generates (dispatch_table.inc).
 #pragma once
 
 #include <cstdint>
