@@ -17,6 +17,12 @@ from .errors import error_for_status
 _BUILD_HINT_STATUSES = (_lib.STATUS_UNSUPPORTED, _lib.STATUS_NOT_COMPILED)
 
 
+def _wants_build_hint(status: int, message: str) -> bool:
+    # A GPU the build has no kernels for (e.g. sm75) is reported as a device error.
+    return status in _BUILD_HINT_STATUSES or (
+        status == _lib.STATUS_DEVICE_ERROR and "compute capability" in message)
+
+
 def build_hint() -> str:
     """What this build compiled for CUDA and how to build for something else."""
     try:
@@ -34,7 +40,8 @@ def build_hint() -> str:
     return (f"{have}. To build for another GPU or configuration, reinstall from source with "
             "nvcc on PATH, e.g. `pip install . -C cmake.define.FLASHPLUS_PRESET=full "
             "-C cmake.define.FLASHPLUS_CUDA_ARCHITECTURES=90` (sm80 and newer); "
-            "`python -m flashplus doctor` shows what is compiled")
+            "`python -m flashplus doctor` shows what is compiled; CPU tensors always run on the "
+            "CPU backend")
 
 
 def _device_guard(t: torch.Tensor):
@@ -47,7 +54,7 @@ def _call(fn_name: str, args, device_tensor: torch.Tensor) -> None:
         status = getattr(lib, fn_name)(ctypes.byref(args))
     if status != _lib.STATUS_OK:
         message = _lib.last_error() or _lib.status_name(status)
-        if status in _BUILD_HINT_STATUSES and device_tensor.device.type == "cuda":
+        if device_tensor.device.type == "cuda" and _wants_build_hint(status, message):
             message = f"{message}; {build_hint()}"
         raise error_for_status(status, f"flashplus: {message}")
 
