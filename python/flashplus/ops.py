@@ -100,6 +100,7 @@ def fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     lse = torch.empty(lse_shape, dtype=torch.float32, device=q.device)
     s_dmask = None
     if return_s_dmask:
+        # max(): an empty cu_seqlens_q must reach the library's validation, not fail here.
         s_dmask = torch.zeros((max(batch, 0), q.shape[-2], s_q, s_k), dtype=q.dtype, device=q.device)
     window_left, window_right = _mask_window(causal, window_left, window_right)
     _impl().fwd(q, k, v, out, lse, s_dmask, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
