@@ -31,3 +31,12 @@ if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned 
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "libfuzzer-${ver}-dev"
 fi
 rm -f /tmp/flashplus_fuzz_probe
+
+# CuTe/CUTLASS headers for the CUDA kernels come from the pinned PyPI package (nothing is vendored).
+# Only needed when nvcc is there: without it the CPU backend alone is built.
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  if ! python3 -c "import cutlass_library" >/dev/null 2>&1; then
+    echo "setup_system: installing nvidia-cutlass==4.2.0.0 (CuTe headers)"
+    python3 -m pip install -q "nvidia-cutlass==4.2.0.0"
+  fi
+fi
