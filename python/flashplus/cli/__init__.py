@@ -18,9 +18,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     doctor = sub.add_parser("doctor", help="show the environment and build, self-test each backend")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     bench = sub.add_parser("bench", help="time flashplus against torch SDPA on this machine")
-    bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    bench.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
-    bench.add_argument("--repeats", type=int, default=10)
+    from .bench import add_arguments as add_bench_arguments
+    add_bench_arguments(bench)
     sub.add_parser("demo", help="run a small attention call on each backend and explain it")
     args = parser.parse_args(argv)
     if args.command == "doctor":
