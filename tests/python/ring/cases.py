@@ -59,8 +59,13 @@ def _run_ring(fn, local, dout_local, packing: str, backward: bool = True, **kwar
     """[out, lse, dq, dk, dv] of the ring function on this rank; [out, lse] without backward."""
     if not backward:
         q, k, v = local
-        args = {"none": (q, k, v), "kv": (q, torch.stack([k, v], dim=-3)),
-                "qkv": (torch.stack([q, k, v], dim=-3),)}[packing]
+        # Only the requested packing is built: a qkv stack needs h_q == h_k, which GQA cases lack.
+        if packing == "kv":
+            args = (q, torch.stack([k, v], dim=-3))
+        elif packing == "qkv":
+            args = (torch.stack([q, k, v], dim=-3),)
+        else:
+            args = (q, k, v)
         with torch.no_grad():
             out, lse, _ = fn(*args, return_attn_probs=True, **kwargs)
         return [out, lse]
