@@ -20,4 +20,6 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHPLUS_PRE
   { tail -40 "$LOGS/configure.log" "$LOGS/build.log"; echo "build FAILED"; exit 1; }
 echo "== build ${PRESET} for sm_${arch}: $(( $(date +%s) - start ))s, $(du -h "$BUILD/libflashplus.so" | cut -f1)"
 export FLASHPLUS_LIBRARY="$BUILD/libflashplus.so" PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}"
-python3 -m flashplus bench --out "${OUT:+$OUT/bench}" "$@" 2>"$LOGS/bench_progress.log"
+out_args=()
+[ -n "${OUT:-}" ] && out_args=(--out "$OUT/bench")
+python3 -m flashplus bench "${out_args[@]}" "$@" 2>"$LOGS/bench_progress.log"
