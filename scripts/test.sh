@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-bash scripts/setup_system.sh
+bash scripts/setup_system.sh test
 
 jobs=$(nproc)
 build=${FLASHPLUS_BUILD_DIR:-build/test}
