@@ -142,6 +142,14 @@ void check_same_shape(const flashplus_tensor& t, const char* name, const flashpl
   }
 }
 
+// A written operand: q's dtype and device, the shape of `ref`, no broadcast strides.
+void check_output(const flashplus_tensor& t, const char* name, const flashplus_tensor& q,
+                  const flashplus_tensor& ref, const char* ref_name) {
+  check_operand(t, name, q);
+  check_same_shape(t, name, ref, ref_name);
+  check_writable(t, name);
+}
+
 // fp32 (b, h, s) dense or (h, total) varlen.
 void check_stats(const flashplus_tensor& t, const char* name, const flashplus_tensor& q,
                  bool varlen, int64_t batch, int64_t h_q, int64_t rows) {
@@ -416,6 +424,19 @@ void check_kv_operand_shape(const flashplus_tensor& t, const char* name, const f
   check_same_shape(t, name, k, "k");
 }
 
+// Fields every attention problem shares, from the fields every args struct shares.
+template <typename Problem, typename Args>
+void fill_attention_common(Problem& p, const Args& a, int64_t batch, int64_t h_q, int64_t h_k, int64_t d) {
+  p.device = {a.q.device_type, a.q.device_index};
+  p.h_q = static_cast<int32_t>(h_q);
+  p.h_k = static_cast<int32_t>(h_k);
+  p.head_dim = static_cast<int32_t>(d);
+  p.mods = make_mods(a.softmax_scale, a.softcap, a.is_causal, a.window_left, a.window_right,
+                     a.alibi_slopes, a.q, batch, h_q);
+  p.dropout = make_dropout(a.dropout_p, a.philox_seed, a.philox_offset);
+  p.stream = a.stream;
+}
+
 }  // namespace
 
 template <typename Args>
@@ -465,26 +486,17 @@ FwdProblem validate_fwd(const flashplus_fwd_args& a, bool read_contents) {
   const int64_t q_rows = varlen ? a.q.sizes[0] : a.q.sizes[1];
   if (!varlen && !present(a.block_table)) check_size(a.k, "k", 0, batch, "q.size(0) (batch)");
 
-  check_operand(a.out, "out", a.q);
-  check_same_shape(a.out, "out", a.q, "q");
-  check_writable(a.out, "out");
+  check_output(a.out, "out", a.q, a.q, "q");
   check_stats(a.softmax_lse, "softmax_lse", a.q, varlen, batch, h_q, q_rows);
   check_writable(a.softmax_lse, "softmax_lse");
 
   FwdProblem p;
-  p.device = {a.q.device_type, a.q.device_index};
-  p.h_q = static_cast<int32_t>(h_q);
-  p.h_k = static_cast<int32_t>(h_k);
-  p.head_dim = static_cast<int32_t>(d);
-  p.mods = make_mods(a.softmax_scale, a.softcap, a.is_causal, a.window_left, a.window_right,
-                     a.alibi_slopes, a.q, batch, h_q);
-  p.dropout = make_dropout(a.dropout_p, a.philox_seed, a.philox_offset);
+  fill_attention_common(p, a, batch, h_q, h_k, d);
   if (a.num_splits < 0) {
     os << "num_splits must be >= 0 (0 = heuristic), got " << a.num_splits;
     fail(str(os));
   }
   p.num_splits = a.num_splits;
-  p.stream = a.stream;
   p.seqs = make_layout(in, read_contents, h_k);
 
   if (present(a.s_dmask)) {
@@ -537,29 +549,16 @@ BwdProblem validate_bwd(const flashplus_bwd_args& a, bool read_contents) {
   check_same_shape(a.dout, "dout", a.q, "q");
   check_operand(a.out, "out", a.q);
   check_same_shape(a.out, "out", a.q, "q");
-  check_operand(a.dq, "dq", a.q);
-  check_same_shape(a.dq, "dq", a.q, "q");
-  check_writable(a.dq, "dq");
-  check_operand(a.dk, "dk", a.q);
-  check_same_shape(a.dk, "dk", a.k, "k");
-  check_writable(a.dk, "dk");
-  check_operand(a.dv, "dv", a.q);
-  check_same_shape(a.dv, "dv", a.v, "v");
-  check_writable(a.dv, "dv");
+  check_output(a.dq, "dq", a.q, a.q, "q");
+  check_output(a.dk, "dk", a.q, a.k, "k");
+  check_output(a.dv, "dv", a.q, a.v, "v");
   check_stats(a.softmax_lse, "softmax_lse", a.q, varlen, batch, h_q, q_rows);
   check_stats(a.softmax_d, "softmax_d", a.q, varlen, batch, h_q, q_rows);
   check_writable(a.softmax_d, "softmax_d");
 
   BwdProblem p;
-  p.device = {a.q.device_type, a.q.device_index};
-  p.h_q = static_cast<int32_t>(h_q);
-  p.h_k = static_cast<int32_t>(h_k);
-  p.head_dim = static_cast<int32_t>(d);
-  p.mods = make_mods(a.softmax_scale, a.softcap, a.is_causal, a.window_left, a.window_right,
-                     a.alibi_slopes, a.q, batch, h_q);
-  p.dropout = make_dropout(a.dropout_p, a.philox_seed, a.philox_offset);
+  fill_attention_common(p, a, batch, h_q, h_k, d);
   p.deterministic = a.deterministic != 0;
-  p.stream = a.stream;
   p.seqs = make_layout(in, read_contents, h_k);
   p.dout = rows_view(a.dout);
   p.q = rows_view(a.q);
@@ -609,9 +608,7 @@ KvCachePlan validate_kvcache(const flashplus_kvcache_args& a, bool read_contents
     s_new = a.k_new.sizes[1];
     if (s_new > INT32_MAX / 2) fail("k.size(1) (s_new) is too large");
   }
-  check_operand(a.out, "out", a.q);
-  check_same_shape(a.out, "out", a.q, "q");
-  check_writable(a.out, "out");
+  check_output(a.out, "out", a.q, a.q, "q");
   if (present(a.softmax_lse)) {
     check_stats(a.softmax_lse, "softmax_lse", a.q, false, batch, h_q, s_q);
     check_writable(a.softmax_lse, "softmax_lse");
