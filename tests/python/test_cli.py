@@ -44,7 +44,7 @@ def test_demo():
     assert "flash_attn_with_kvcache" in result.stdout
 
 
-def test_bench_smoke():
-    result = run("bench", "--repeats", "1", "--device", "cpu")
+def test_bench_smoke(tmp_path):
+    result = run("bench", "--repeats", "1", "--device", "cpu", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "speedup" in result.stdout
