@@ -34,6 +34,16 @@ done
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# The fuzzer's progress lines go to a log; a failure prints the log's end (the crash report).
+log="$build/fuzz.log"
+status=0
 "$build/tests/fuzz/fuzz_validate" \
   -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
-  -artifact_prefix="$artifacts/" "$corpus"
+  -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  tail -60 "$log"
+  echo "fuzz_validate FAILED (exit $status); inputs in $artifacts, full log $log"
+  exit "$status"
+fi
+grep -E "^Done|stat::number_of_executed_units|stat::new_units_added" "$log"
+echo "fuzz_validate: no crash in ${seconds}s (full log $log)"
