@@ -28,6 +28,12 @@
  *            1 / (1 - p). LSE never includes dropout.
  *  - head dims 1..256 (CUDA compiles a set and pads the rest), dtypes fp16 / bf16 (fp32 on CPU).
  *
+ * Index tensors (cu_seqlens, seqused_k, leftpad, block_table, cache_seqlens, cache_batch_idx):
+ * on CPU their contents are checked before any read. On CUDA they are not read by validation
+ * (that would need a device synchronisation per call and would break CUDA-graph capture), and the
+ * generation-1 kernels do not yet guard against out-of-range contents: the caller must pass valid
+ * indices on CUDA (flash-attn's contract). Shapes, strides, dtypes and devices are checked everywhere.
+ *
  * Tensors are pointer + sizes + strides in elements. The last dimension must have stride 1;
  * every other stride is honoured (it may be zero or arbitrary). All tensors of one call live on
  * one device. `stream` is a cudaStream_t for CUDA tensors (NULL = default stream), ignored on CPU.
