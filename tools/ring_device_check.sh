@@ -32,6 +32,9 @@ python3 -m pytest -q -p no:cacheprovider ${FLASHPLUS_RING_TESTS_FILTER:+-k "$FLA
   "$ROOT/tests/python/ring/test_ring_gpu.py" 2>&1 | tee "$LOGS/ring_tests.log" | tail -25
 tests_rc=${PIPESTATUS[0]}
 
+if [ "${FLASHPLUS_RING_SKIP_BENCH:-0}" = "1" ]; then
+  exit "$tests_rc"
+fi
 echo "== ring benchmark ($gpus GPUs)"
 torchrun --standalone --nproc_per_node "$gpus" -m flashplus.bench_ring --modes "$MODES" \
   --json "$LOGS/ring_bench_${gpus}gpu.json" 2>&1 | tee "$LOGS/ring_bench.log" | tail -30
