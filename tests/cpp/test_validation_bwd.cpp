@@ -14,20 +14,7 @@ using fptest::HostTensor;
 
 enum Base { kDense, kVarlen };
 
-struct BwdFixture {
-  fptest::BwdCase c;
-  std::vector<HostTensor> keep;
-
-  flashplus_bwd_args& a() { return c.args; }
-  flashplus_tensor int32(const std::vector<int32_t>& values) {
-    keep.push_back(HostTensor::int32(values));
-    return keep.back().abi();
-  }
-  flashplus_tensor tensor(flashplus_dtype dtype, std::vector<int64_t> sizes) {
-    keep.push_back(HostTensor::contiguous(dtype, std::move(sizes)));
-    return keep.back().abi();
-  }
-};
+using BwdFixture = fptest::CaseFixture<fptest::BwdCase>;
 
 BwdFixture make_fixture(int base) {
   fptest::AttentionConfig cfg;
@@ -48,12 +35,7 @@ using BwdRule = fptest::Rule<BwdFixture>;
 
 BwdRule rule(std::string label, std::function<void(BwdFixture&)> mutate,
              std::vector<std::string> names, int base = kDense) {
-  BwdRule r;
-  r.label = std::move(label);
-  r.mutate = std::move(mutate);
-  r.names = std::move(names);
-  r.base = base;
-  return r;
+  return fptest::make_rule<BwdFixture>(std::move(label), std::move(mutate), std::move(names), base);
 }
 
 flashplus_tensor& field(flashplus_bwd_args& a, const std::string& name) {

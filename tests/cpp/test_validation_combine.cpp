@@ -44,11 +44,7 @@ using CombineRule = fptest::Rule<CombineFixture>;
 
 CombineRule rule(std::string label, std::function<void(CombineFixture&)> mutate,
                  std::vector<std::string> names) {
-  CombineRule r;
-  r.label = std::move(label);
-  r.mutate = std::move(mutate);
-  r.names = std::move(names);
-  return r;
+  return fptest::make_rule<CombineFixture>(std::move(label), std::move(mutate), std::move(names));
 }
 
 std::vector<CombineRule> combine_rules() {

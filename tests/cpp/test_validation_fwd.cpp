@@ -15,20 +15,7 @@ using fptest::HostTensor;
 
 enum Base { kDense, kVarlen, kPaged, kVarlenPaged };
 
-struct FwdFixture {
-  fptest::FwdCase c;
-  std::vector<HostTensor> keep;  // tensors a rule substitutes, alive for the call
-
-  flashplus_fwd_args& a() { return c.args; }
-  flashplus_tensor int32(const std::vector<int32_t>& values) {
-    keep.push_back(HostTensor::int32(values));
-    return keep.back().abi();
-  }
-  flashplus_tensor tensor(flashplus_dtype dtype, std::vector<int64_t> sizes) {
-    keep.push_back(HostTensor::contiguous(dtype, std::move(sizes)));
-    return keep.back().abi();
-  }
-};
+using FwdFixture = fptest::CaseFixture<fptest::FwdCase>;
 
 FwdFixture make_fixture(int base) {
   fptest::AttentionConfig cfg;
@@ -51,12 +38,7 @@ using FwdRule = fptest::Rule<FwdFixture>;
 
 FwdRule rule(std::string label, std::function<void(FwdFixture&)> mutate,
              std::vector<std::string> names, int base = kDense) {
-  FwdRule r;
-  r.label = std::move(label);
-  r.mutate = std::move(mutate);
-  r.names = std::move(names);
-  r.base = base;
-  return r;
+  return fptest::make_rule<FwdFixture>(std::move(label), std::move(mutate), std::move(names), base);
 }
 
 void claim_all_cuda(flashplus_fwd_args& a) {

@@ -11,20 +11,7 @@ using fptest::HostTensor;
 
 enum Base { kPlain, kBatchIdx, kPaged };
 
-struct KvFixture {
-  fptest::KvcacheCase c;
-  std::vector<HostTensor> keep;
-
-  flashplus_kvcache_args& a() { return c.args; }
-  flashplus_tensor int32(const std::vector<int32_t>& values) {
-    keep.push_back(HostTensor::int32(values));
-    return keep.back().abi();
-  }
-  flashplus_tensor tensor(flashplus_dtype dtype, std::vector<int64_t> sizes) {
-    keep.push_back(HostTensor::contiguous(dtype, std::move(sizes)));
-    return keep.back().abi();
-  }
-};
+using KvFixture = fptest::CaseFixture<fptest::KvcacheCase>;
 
 // b 2, s_q 2, h 4 / 2, d 8, capacity 12, cache_seqlens {3, 5}, two new rows, rotary_dim 4.
 KvFixture make_fixture(int base) {
@@ -52,12 +39,7 @@ using KvRule = fptest::Rule<KvFixture>;
 
 KvRule rule(std::string label, std::function<void(KvFixture&)> mutate,
             std::vector<std::string> names, int base = kPlain) {
-  KvRule r;
-  r.label = std::move(label);
-  r.mutate = std::move(mutate);
-  r.names = std::move(names);
-  r.base = base;
-  return r;
+  return fptest::make_rule<KvFixture>(std::move(label), std::move(mutate), std::move(names), base);
 }
 
 flashplus_tensor& field(flashplus_kvcache_args& a, const std::string& name) {

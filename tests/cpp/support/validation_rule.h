@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "flashplus/flashplus.h"
+#include "support/host_tensor.h"
 
 namespace fptest {
 
@@ -20,6 +21,35 @@ struct Rule {
   std::vector<std::string> names;  // the message must name one of these; empty: any message
   flashplus_status expected = FLASHPLUS_STATUS_INVALID_ARGUMENT;
   int base = 0;  // which valid baseline the fixture starts from (entry-point specific)
+};
+
+template <typename Fixture>
+Rule<Fixture> make_rule(std::string label, std::function<void(Fixture&)> mutate,
+                        std::vector<std::string> names, int base = 0) {
+  Rule<Fixture> r;
+  r.label = std::move(label);
+  r.mutate = std::move(mutate);
+  r.names = std::move(names);
+  r.base = base;
+  return r;
+}
+
+// A valid call (Case holds its tensors and args) plus the tensors a rule substitutes, kept alive
+// until the call is made.
+template <typename Case>
+struct CaseFixture {
+  Case c;
+  std::vector<HostTensor> keep;
+
+  auto& a() { return c.args; }
+  flashplus_tensor int32(const std::vector<int32_t>& values) {
+    keep.push_back(HostTensor::int32(values));
+    return keep.back().abi();
+  }
+  flashplus_tensor tensor(flashplus_dtype dtype, std::vector<int64_t> sizes) {
+    keep.push_back(HostTensor::contiguous(dtype, std::move(sizes)));
+    return keep.back().abi();
+  }
 };
 
 template <typename Fixture>
