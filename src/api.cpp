@@ -54,6 +54,20 @@ Status cuda_ready(const Device& device) {
   return cuda::device_status(device.index);
 }
 
+// CPU runs directly; CUDA first needs a usable device and a compiled variant for the request.
+// A dry run stops after those checks.
+template <typename Problem>
+Status dispatch(const Device& device, uint32_t flags, const Problem& problem,
+                Status (*run_cpu)(const Problem&), Status (*cuda_supports)(const Problem&),
+                Status (*run_cuda)(const Problem&)) {
+  if (device.type == FLASHPLUS_DEVICE_CPU) return is_dry_run(flags) ? Status::ok() : run_cpu(problem);
+  Status ready = cuda_ready(device);
+  if (!ready.is_ok()) return ready;
+  Status support = cuda_supports(problem);
+  if (!support.is_ok() || is_dry_run(flags)) return support;
+  return run_cuda(problem);
+}
+
 // Host scratch for the CPU backend, device scratch (stream-ordered) for CUDA.
 class Workspace {
  public:
@@ -91,12 +105,7 @@ FLASHPLUS_API flashplus_status flashplus_fwd(const flashplus_fwd_args* args) {
     const flashplus_fwd_args a = copy_args(args, "flashplus_fwd_args");
     const Device device{a.q.device_type, a.q.device_index};
     const FwdProblem problem = validate_fwd(a, reads_contents(device, a.flags));
-    if (device.type == FLASHPLUS_DEVICE_CPU) return is_dry_run(a.flags) ? Status::ok() : cpu::fwd(problem);
-    Status ready = cuda_ready(device);
-    if (!ready.is_ok()) return ready;
-    Status support = cuda::supports_fwd(problem);
-    if (!support.is_ok() || is_dry_run(a.flags)) return support;
-    return cuda::fwd(problem);
+    return dispatch(device, a.flags, problem, cpu::fwd, cuda::supports_fwd, cuda::fwd);
   });
 }
 
@@ -105,12 +114,7 @@ FLASHPLUS_API flashplus_status flashplus_bwd(const flashplus_bwd_args* args) {
     const flashplus_bwd_args a = copy_args(args, "flashplus_bwd_args");
     const Device device{a.q.device_type, a.q.device_index};
     const BwdProblem problem = validate_bwd(a, reads_contents(device, a.flags));
-    if (device.type == FLASHPLUS_DEVICE_CPU) return is_dry_run(a.flags) ? Status::ok() : cpu::bwd(problem);
-    Status ready = cuda_ready(device);
-    if (!ready.is_ok()) return ready;
-    Status support = cuda::supports_bwd(problem);
-    if (!support.is_ok() || is_dry_run(a.flags)) return support;
-    return cuda::bwd(problem);
+    return dispatch(device, a.flags, problem, cpu::bwd, cuda::supports_bwd, cuda::bwd);
   });
 }
 
@@ -155,13 +159,7 @@ FLASHPLUS_API flashplus_status flashplus_combine(const flashplus_combine_args* a
     CombinePlan plan = validate_combine(a, reads_contents(device, a.flags));
     plan.problem.out_partials = plan.out_views.data();
     plan.problem.lse_partials = plan.lse_views.data();
-    if (device.type == FLASHPLUS_DEVICE_CPU)
-      return is_dry_run(a.flags) ? Status::ok() : cpu::combine(plan.problem);
-    Status ready = cuda_ready(device);
-    if (!ready.is_ok()) return ready;
-    Status support = cuda::supports_combine(plan.problem);
-    if (!support.is_ok() || is_dry_run(a.flags)) return support;
-    return cuda::combine(plan.problem);
+    return dispatch(device, a.flags, plan.problem, cpu::combine, cuda::supports_combine, cuda::combine);
   });
 }
 
