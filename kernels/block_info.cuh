@@ -21,19 +21,19 @@ struct KeyBlockRange {
 
 __device__ __forceinline__ int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-template <int kBlockM, int kBlockN>
-__device__ __forceinline__ KeyBlockRange key_block_range(const FwdParams& p, int m_block, int seqlen_q,
-                                                         int seqlen_k, int split, int num_splits) {
+// Key tiles seen by queries [first_query, last_query] (inclusive, within the sequence).
+template <int kBlockN>
+__device__ __forceinline__ KeyBlockRange key_block_range_for_queries(const FwdParams& p, int first_query,
+                                                                     int last_query, int seqlen_q, int seqlen_k,
+                                                                     int split, int num_splits) {
   const int diagonal = seqlen_k - seqlen_q;
-  const int m0 = m_block * kBlockM;
-  const int m1 = min(m0 + kBlockM, seqlen_q);
   KeyBlockRange range{0, (seqlen_k + kBlockN - 1) / kBlockN};
   if (p.window_right >= 0) {
-    const int last_key = m1 - 1 + diagonal + p.window_right;  // last key the last row sees
+    const int last_key = last_query + diagonal + p.window_right;  // last key the last row sees
     range.end = min(range.end, max(0, floor_div(last_key, kBlockN) + 1));
   }
   if (p.window_left >= 0) {
-    const int first_key = m0 + diagonal - p.window_left;  // first key the first row sees
+    const int first_key = first_query + diagonal - p.window_left;  // first key the first row sees
     range.begin = max(0, floor_div(first_key, kBlockN));
   }
   if (num_splits > 1 && !range.empty()) {
@@ -43,6 +43,14 @@ __device__ __forceinline__ KeyBlockRange key_block_range(const FwdParams& p, int
     range.begin = begin;
   }
   return range;
+}
+
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ KeyBlockRange key_block_range(const FwdParams& p, int m_block, int seqlen_q,
+                                                         int seqlen_k, int split, int num_splits) {
+  const int m0 = m_block * kBlockM;
+  const int m1 = min(m0 + kBlockM, seqlen_q);
+  return key_block_range_for_queries<kBlockN>(p, m0, m1 - 1, seqlen_q, seqlen_k, split, num_splits);
 }
 
 }  // namespace kernels

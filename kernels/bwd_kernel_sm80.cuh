@@ -36,8 +36,8 @@ __device__ __forceinline__ void load_row_stats(const BwdParams& p, const SeqlenI
   }
 }
 
-template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
+template <typename Traits, bool kSoftcap>
+__device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* smem) {
   using namespace cute;
   using Element = typename Traits::Element;
   using TiledMma = typename Traits::TiledMma;
@@ -59,7 +59,6 @@ __global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const 
   if (n0 >= seq.seqlen_k) return;
   const int tid = threadIdx.x;
 
-  extern __shared__ __align__(128) char smem[];
   Element* base = reinterpret_cast<Element*>(smem);
   Tensor sQ = make_tensor(make_smem_ptr(base), typename Traits::SmemLayoutRows{});
   Tensor sdO = make_tensor(make_smem_ptr(base + Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
@@ -128,11 +127,11 @@ __global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const 
         clear(acc_dp);
         gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
         gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
-        const bool needs_mask = !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
+        const bool exact = rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
         Tensor s_rc = rowcol_view(acc_s);
         Tensor dp_rc = rowcol_view(acc_dp);
-        score_gradients<Traits::kHasDropout>(s_rc, dp_rc, coords_rc, row_lse2, row_d, rule, mask, f, batch_head, m0,
-                                             n0, needs_mask);
+        score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, row_lse2, row_d, rule, mask, f,
+                                                       batch_head, m0, n0, exact);
         store_fragment<TiledMma, Element>(acc_s, sP, tid);
         store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
         __syncthreads();
@@ -156,8 +155,8 @@ __global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const 
                                            seq.seqlen_k - n0, f.head_dim, p.dv.aligned16, tid);
 }
 
-template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __grid_constant__ BwdParams p) {
+template <typename Traits, bool kSoftcap>
+__device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem) {
   using namespace cute;
   using Element = typename Traits::Element;
   using TiledMma = typename Traits::TiledMma;
@@ -180,7 +179,6 @@ __global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __
   const int kv_head = head / f.group_size;
   const int tid = threadIdx.x;
 
-  extern __shared__ __align__(128) char smem[];
   Element* base = reinterpret_cast<Element*>(smem);
   Tensor sQ = make_tensor(make_smem_ptr(base), typename Traits::SmemLayoutRows{});
   Tensor sdO = make_tensor(make_smem_ptr(base + Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
@@ -226,20 +224,26 @@ __global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __
     cp_async_wait<0>();
     __syncthreads();
 
-    Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-    Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-    clear(acc_s);
-    clear(acc_dp);
-    gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
-    gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
-    const bool needs_mask = !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
-    Tensor s_rc = rowcol_view(acc_s);
-    Tensor dp_rc = rowcol_view(acc_dp);
-    score_gradients<Traits::kHasDropout>(s_rc, dp_rc, coords_rc, row_lse2, row_d, rule, mask, f, batch_head, m0, n0,
-                                         needs_mask);
-    store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
-    __syncthreads();
-    gemm_smem<TiledMma, AtomN, AtomT>(acc_dq, sdS, sdS, sKt, sKt_shape, tid);  // dQ += dS K
+    auto visit = [&](auto exact) __attribute__((always_inline)) {
+      Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+      Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+      clear(acc_s);
+      clear(acc_dp);
+      gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
+      gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
+      Tensor s_rc = rowcol_view(acc_s);
+      Tensor dp_rc = rowcol_view(acc_dp);
+      score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, row_lse2, row_d, rule, mask, f,
+                                                     batch_head, m0, n0, decltype(exact)::value);
+      store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
+      __syncthreads();
+      gemm_smem<TiledMma, AtomN, AtomT>(acc_dq, sdS, sdS, sKt, sKt_shape, tid);  // dQ += dS K
+    };
+    if (rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
+      visit(true_type{});
+    } else {
+      visit(false_type{});
+    }
   }
 
   cp_async_wait<0>();
@@ -249,6 +253,27 @@ __global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __
   store_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<Element*>(p.dq.data),
                                            [&](int r) { return seq.query_offset(p.dq, m0 + r, head); },
                                            seq.seqlen_q - m0, f.head_dim, p.dq.aligned16, tid);
+}
+
+// Softcap is decided once per launch, outside the tile code (see score_gradients).
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
+  extern __shared__ __align__(128) char smem[];
+  if (p.fwd.softcap > 0.f) {
+    bwd_dkdv_tile_sm80<Traits, true>(p, smem);
+  } else {
+    bwd_dkdv_tile_sm80<Traits, false>(p, smem);
+  }
+}
+
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __grid_constant__ BwdParams p) {
+  extern __shared__ __align__(128) char smem[];
+  if (p.fwd.softcap > 0.f) {
+    bwd_dq_tile_sm80<Traits, true>(p, smem);
+  } else {
+    bwd_dq_tile_sm80<Traits, false>(p, smem);
+  }
 }
 
 }  // namespace kernels

@@ -56,15 +56,20 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
 // In place: acc_s (raw q.k) becomes P * Z, acc_dp (dO.v) becomes dS_raw. All views rowcol.
 // row_lse2: lse * log2(e) per tile row (+inf for rows outside the sequence: their P is 0);
 // row_d: D per tile row. m0 / n0: first query / key of the tile within the sequence.
-template <bool kHasDropout, typename AccS, typename AccDP, typename Coords>
+// kSoftcap is compile-time for the reason given at the forward's apply_logit_rule: a runtime flag
+// became predicated tanh code that every tile executed. `exact` tiles (sequence end, causal /
+// window edge, any ALiBi) apply the per-element rules; callers pass a constant where they can
+// afford two copies of the tile code (the dQ kernel), a runtime value where that costs more
+// registers than it saves (the dK/dV kernel, which keeps two accumulators live).
+template <bool kHasDropout, bool kSoftcap, typename AccS, typename AccDP, typename Coords>
 __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const Coords& coords_rc,
                                                 const float* row_lse2, const float* row_d, const LogitRule& rule,
                                                 const WindowMask& mask, const FwdParams& p, uint32_t batch_head,
-                                                int m0, int n0, bool needs_mask) {
+                                                int m0, int n0, bool exact) {
   using namespace cute;
   constexpr int kRows = decltype(size<0>(s_rc))::value;
   constexpr int kCols = decltype(size<1>(s_rc))::value;
-  if (rule.has_softcap) {
+  if constexpr (kSoftcap) {
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
@@ -72,8 +77,9 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
   }
   uint64_t keep_bits = ~uint64_t{0};
   if constexpr (kHasDropout) keep_bits = dropout_keep_bits(coords_rc, p.dropout, batch_head, m0, n0);
-  const float logit_scale = rule.has_softcap ? rule.softcap_outer : rule.scale_log2;
+  const float logit_scale = kSoftcap ? rule.softcap_outer : rule.scale_log2;
   const float rescale = kHasDropout ? p.dropout_rescale : 1.f;
+  const float slope_log2 = exact && rule.has_alibi ? rule.slope_log2 : 0.f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int row = get<0>(coords_rc(r, 0));
@@ -85,12 +91,15 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
       const int j = n0 + get<1>(coords_rc(r, c));
       const float t_or_s = s_rc(r, c);
       float x2 = t_or_s * logit_scale;
-      if (rule.has_alibi) x2 -= rule.slope_log2 * static_cast<float>(abs(i + rule.diagonal - j));
-      const bool visible = !needs_mask || mask.visible(i, j);
+      bool visible = true;
+      if (exact) {
+        x2 -= slope_log2 * static_cast<float>(abs(i + rule.diagonal - j));
+        visible = mask.visible(i, j);
+      }
       const float prob = visible ? exp2f(x2 - lse2) : 0.f;
       const bool keep = ((keep_bits >> (r * kCols + c)) & 1u) != 0;
       const float dp = keep ? dp_rc(r, c) * rescale : 0.f;
-      const float derivative = rule.has_softcap ? p.softmax_scale * (1.f - t_or_s * t_or_s) : p.softmax_scale;
+      const float derivative = kSoftcap ? p.softmax_scale * (1.f - t_or_s * t_or_s) : p.softmax_scale;
       dp_rc(r, c) = prob * (dp - d) * derivative;
       s_rc(r, c) = keep ? prob * rescale : 0.f;
     }

@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "launch.h"
+#include "tile_scheduler.cuh"
 
 namespace flashplus {
 namespace kernels {
@@ -199,8 +200,14 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
   f.h_k = p.h_k;
   f.head_dim = p.head_dim;
   f.group_size = p.h_q / p.h_k;
+  // Packed GQA (query_rows.cuh) for short queries: a decode step with G query heads per K/V head
+  // then reads each K/V tile once per group instead of once per query head. Not with ALiBi or
+  // dropout: their slope and random stream are per query head, applied per tile.
   const int block_m = kernels::fwd_tile_shape_sm80(variant.head_dim).block_m;
-  f.num_m_blocks = (p.seqs.max_seqlen_q + block_m - 1) / block_m;
+  f.pack_gqa = f.group_size > 1 && p.mods.alibi_slopes == nullptr && !(p.dropout.p > 0.f) &&
+               p.seqs.max_seqlen_q <= block_m / 2;
+  const int64_t packed_rows = static_cast<int64_t>(p.seqs.max_seqlen_q) * (f.pack_gqa ? f.group_size : 1);
+  f.num_m_blocks = static_cast<int>((packed_rows + block_m - 1) / block_m);
   f.max_seqlen_q = p.seqs.max_seqlen_q;
   f.max_seqlen_k = p.seqs.max_seqlen_k;
   f.cu_seqlens_q = p.seqs.cu_seqlens_q;
@@ -233,7 +240,7 @@ int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant&
   const int n_blocks = std::max(1, (p.seqs.max_seqlen_k + block_n - 1) / block_n);
   const int limit = std::min(kMaxSplits, n_blocks);
   if (p.num_splits >= 1) return std::max(1, std::min(p.num_splits, limit));
-  const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * f.h_q;
+  const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * kernels::StaticTileScheduler::heads(f);
   const int sms = multiprocessor_count(p.device.index);
   if (ctas >= sms * 4 / 5) return 1;
   const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
@@ -414,6 +421,7 @@ Status bwd(const BwdProblem& problem) {
   BwdParams params;
   params.fwd = make_fwd_params(forward, reference);
   params.fwd.num_splits = 1;
+  params.fwd.pack_gqa = false;  // the backward kernels index query heads directly
   params.dout = rows_addr(problem.dout);
   params.dq = rows_addr(problem.dq);
   params.dk = rows_addr(problem.dk);

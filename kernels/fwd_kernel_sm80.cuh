@@ -1,6 +1,7 @@
 // fwd_kernel_sm80.cuh — the sm80 forward kernel: one CTA = one query tile of one head (and one
 // split of its keys). Orchestration only; the pieces live in:
 //   tile_scheduler.cuh   which tile this CTA owns
+//   query_rows.cuh       which (query, head) each tile row holds (packed GQA for decode)
 //   seqlen_info.cuh      where the sequence's rows are (dense / varlen / paged / leftpad)
 //   block_info.cuh       which key tiles to visit (causal, window, split)
 //   mask.cuh             logit rule (scale, softcap, ALiBi) and window mask
@@ -20,7 +21,9 @@
 #include "fwd_epilogue_sm80.cuh"
 #include "fwd_mainloop_sm80.cuh"
 #include "fwd_params.h"
+#include "key_tile_loader_sm80.cuh"
 #include "mask.cuh"
+#include "query_rows.cuh"
 #include "seqlen_info.cuh"
 #include "softmax_online.cuh"
 #include "tile_scheduler.cuh"
@@ -28,33 +31,47 @@
 namespace flashplus {
 namespace kernels {
 
-// Rewrites raw dot products as base-2 logits and masks them, in place. scores: (MMA, MMA_M, MMA_N).
-// One uniform branch per feature and tile, each around a loop over the whole fragment: a branch
-// per element would split the unrolled code into hundreds of basic blocks.
-template <typename Scores, typename Coords>
-__device__ __forceinline__ void apply_logit_rule(Scores& scores, const Coords& coords, const LogitRule& rule,
-                                                 const WindowMask& mask, int m0, int n0, bool needs_mask) {
+// Rewrites raw dot products as base-2 logits, in place. scores_rc / coords_rc: rowcol views;
+// row_query[r]: the query index (within the sequence) of this thread's row r.
+//
+// Softcap and "exact" are compile-time policies, because a runtime flag here is not a branch in
+// practice: ptxas if-converted a runtime softcap test into predicated tanh code that every tile paid
+// for (~1400 issued instructions per 128 x 64 tile, about the cost of its 256 MMAs). kExact tiles
+// (sequence end, causal / window edge, or any ALiBi) apply the per-element rules; interior tiles
+// only scale.
+template <bool kSoftcap, bool kExact, typename Scores, typename Coords, int kRows>
+__device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords& coords_rc, const LogitRule& rule,
+                                                 const WindowMask& mask, const int (&row_query)[kRows], int n0) {
   using namespace cute;
-  if (rule.has_softcap) {
+  constexpr int kCols = decltype(size<1>(scores_rc))::value;
+  static_assert(decltype(size<0>(scores_rc))::value == kRows);
 #pragma unroll
-    for (int e = 0; e < size(scores); ++e) scores(e) = rule.softcap_outer * tanhf(scores(e) * rule.softcap_inner);
-  } else {
+  for (int r = 0; r < kRows; ++r) {
 #pragma unroll
-    for (int e = 0; e < size(scores); ++e) scores(e) *= rule.scale_log2;
-  }
-  if (rule.has_alibi) {
-#pragma unroll
-    for (int e = 0; e < size(scores); ++e) {
-      const int i = m0 + get<0>(coords(e));
-      const int j = n0 + get<1>(coords(e));
-      scores(e) -= rule.slope_log2 * static_cast<float>(abs(i + rule.diagonal - j));
+    for (int c = 0; c < kCols; ++c) {
+      if constexpr (kSoftcap) {
+        scores_rc(r, c) = rule.softcap_outer * tanhf(scores_rc(r, c) * rule.softcap_inner);
+      } else {
+        scores_rc(r, c) *= rule.scale_log2;
+      }
     }
   }
-  if (needs_mask) {
+  if constexpr (kExact) {
+    if (rule.has_alibi) {
 #pragma unroll
-    for (int e = 0; e < size(scores); ++e) {
-      if (!mask.visible(m0 + get<0>(coords(e)), n0 + get<1>(coords(e)))) scores(e) = -INFINITY;
+      for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          const int j = n0 + get<1>(coords_rc(r, c));
+          scores_rc(r, c) -= rule.slope_log2 * static_cast<float>(abs(row_query[r] + rule.diagonal - j));
+        }
     }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        if (!mask.visible(row_query[r], n0 + get<1>(coords_rc(r, c)))) scores_rc(r, c) = -INFINITY;
+      }
   }
 }
 
@@ -75,8 +92,9 @@ __device__ __forceinline__ void apply_dropout(Probs& probs_rc, const Coords& coo
   }
 }
 
-template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __grid_constant__ FwdParams p) {
+// One CTA: one query tile (of one head, or of one packed GQA group) and one split of its keys.
+template <typename Traits, bool kSoftcap>
+__device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile& tile, char* smem) {
   using namespace cute;
   using Element = typename Traits::Element;
   constexpr int kBlockM = Traits::kBlockM;
@@ -85,13 +103,14 @@ __global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __gri
   constexpr int kNThreads = Traits::kNThreads;
   using Mainloop = FwdMainloopSm80<Traits>;
 
-  extern __shared__ __align__(128) char smem[];
   const int tid = threadIdx.x;
-  const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
   const SeqlenInfo seq(p, tile.batch);
+  const QueryRows rows(p, tile.head, seq.seqlen_q);
   const int m0 = tile.m_block * kBlockM;
-  if (m0 >= seq.seqlen_q) return;  // varlen: this sequence is shorter than the longest
-  const int kv_head = tile.head / p.group_size;
+  if (m0 >= rows.rows) return;  // varlen: this sequence is shorter than the longest
+  const int kv_head = p.pack_gqa ? tile.head : tile.head / p.group_size;
+  const int first_query = rows.query(m0);
+  const int last_query = rows.query(min(m0 + kBlockM, rows.rows) - 1);
 
   Element* smem_q = reinterpret_cast<Element*>(smem);
   Element* smem_k = smem_q + Traits::kSmemQElems;
@@ -110,35 +129,33 @@ __global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __gri
   constexpr int kRows = decltype(size<0>(acc_o_rc))::value;
   OnlineSoftmax<kRows> softmax;
 
-  const KeyBlockRange range = key_block_range<kBlockM, kBlockN>(p, tile.m_block, seq.seqlen_q, seq.seqlen_k,
-                                                                tile.split, p.num_splits);
+  const KeyBlockRange range = key_block_range_for_queries<kBlockN>(p, first_query, last_query, seq.seqlen_q,
+                                                                   seq.seqlen_k, tile.split, p.num_splits);
   if (!range.empty()) {
     const Element* q = static_cast<const Element*>(p.q.data);
-    const Element* k = static_cast<const Element*>(p.k.data);
-    const Element* v = static_cast<const Element*>(p.v.data);
-    auto q_row = [&](int r) { return seq.query_offset(p.q, m0 + r, tile.head); };
-    auto load_k = [&](int n_block) {
-      const int n0 = n_block * kBlockN;
-      load_rows<kBlockN, kHeadDim, kNThreads>(sK, k, [&](int r) { return seq.key_offset(p.k, n0 + r, kv_head); },
-                                              seq.seqlen_k - n0, p.head_dim, p.k.aligned16, tid);
-    };
-    auto load_v = [&](int n_block) {
-      const int n0 = n_block * kBlockN;
-      load_rows<kBlockN, kHeadDim, kNThreads>(sV, v, [&](int r) { return seq.key_offset(p.v, n0 + r, kv_head); },
-                                              seq.seqlen_k - n0, p.head_dim, p.v.aligned16, tid);
-    };
+    auto q_row = [&](int r) { return seq.query_offset(p.q, rows.query(m0 + r), rows.head(m0 + r)); };
+    const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> k_loader(p.k, seq, kv_head, p.head_dim, tid);
+    const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> v_loader(p.v, seq, kv_head, p.head_dim, tid);
+    auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
+    auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
 
-    load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, seq.seqlen_q - m0, p.head_dim, p.q.aligned16, tid);
+    load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
     load_k(range.end - 1);
     cp_async_fence();
 
-    const LogitRule rule(p, tile.batch, tile.head, seq.seqlen_q, seq.seqlen_k);
+    const LogitRule rule(p, tile.batch, rows.first_head, seq.seqlen_q, seq.seqlen_k);
     const WindowMask mask(p, seq.seqlen_q, seq.seqlen_k);
-    const uint32_t batch_head = static_cast<uint32_t>(tile.batch * p.h_q + tile.head);
+    const uint32_t batch_head = static_cast<uint32_t>(tile.batch * p.h_q + rows.first_head);
     Tensor coords_s = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
     Tensor coords_s_rc = rowcol_view(coords_s);
+    int row_query[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) row_query[r] = rows.query(m0 + get<0>(coords_s_rc(r, 0)));
 
-    for (int n_block = range.end - 1; n_block >= range.begin; --n_block) {
+    // One key tile. Key tiles are visited from last to first, so the ones that need the exact rule
+    // (sequence end, causal diagonal) come first.
+    auto visit = [&](int n_block, auto exact) __attribute__((always_inline)) {
+      constexpr bool kExact = decltype(exact)::value;
       const int n0 = n_block * kBlockN;
       cp_async_wait<0>();
       __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
@@ -155,9 +172,8 @@ __global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __gri
         cp_async_fence();
       }
 
-      const bool needs_mask = !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
-      apply_logit_rule(acc_s, coords_s, rule, mask, m0, n0, needs_mask);
       Tensor acc_s_rc = rowcol_view(acc_s);
+      apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
       softmax.step(acc_s_rc, acc_o_rc);
       if constexpr (Traits::kHasDropout) apply_dropout(acc_s_rc, coords_s_rc, p.dropout, batch_head, m0, n0);
 
@@ -165,12 +181,32 @@ __global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __gri
 #pragma unroll
       for (int e = 0; e < size(acc_s); ++e) rP(e) = Element(acc_s(e));
       Mainloop::gemm_pv(acc_o, rP, sVt, sVt_no_swizzle, tid);
+    };
+
+    for (int n_block = range.end - 1; n_block >= range.begin; --n_block) {
+      const int n0 = n_block * kBlockN;
+      if (rule.has_alibi || !mask.all_visible(first_query, last_query + 1, n0, n0 + kBlockN)) {
+        visit(n_block, true_type{});
+      } else {
+        visit(n_block, false_type{});
+      }
     }
   }
 
   float lse[kRows];
   softmax.finalize(acc_o_rc, Traits::kHasDropout ? p.dropout_rescale : 1.f, lse);
-  FwdEpilogueSm80<Traits>::store(p, seq, tile.batch, tile.m_block, tile.head, tile.split, acc_o, lse, sQ, tid);
+  FwdEpilogueSm80<Traits>::store(p, seq, rows, tile.batch, tile.m_block, tile.split, acc_o, lse, sQ, tid);
+}
+
+template <typename Traits>
+__global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __grid_constant__ FwdParams p) {
+  extern __shared__ __align__(128) char smem[];
+  const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
+  if (p.softcap > 0.f) {
+    fwd_tile_sm80<Traits, true>(p, tile, smem);
+  } else {
+    fwd_tile_sm80<Traits, false>(p, tile, smem);
+  }
 }
 
 }  // namespace kernels

@@ -45,7 +45,10 @@ struct FwdParams {
   // Problem sizes.
   int batch = 0, h_q = 0, h_k = 0, head_dim = 0;
   int group_size = 1;  // h_q / h_k
-  int num_m_blocks = 0;
+  // Packed GQA (query_rows.cuh): CTAs run over K/V heads and their tiles over (query, head in
+  // group) rows. Set by the host for short queries without ALiBi or dropout (both per query head).
+  bool pack_gqa = false;
+  int num_m_blocks = 0;  // tiles of the longest sequence's (packed) rows
 
   // Sequences (see SeqLayout in problem.h).
   int max_seqlen_q = 0, max_seqlen_k = 0;

@@ -14,13 +14,15 @@ struct FwdTile {
   int m_block;
   int split;
   int batch;
-  int head;  // query head
+  int head;  // query head; the K/V head when the tile packs a GQA group (FwdParams::pack_gqa)
 };
 
 struct StaticTileScheduler {
   __host__ __device__ static int64_t grid_size(const FwdParams& p) {
-    return static_cast<int64_t>(p.num_m_blocks) * p.num_splits * p.batch * p.h_q;
+    return static_cast<int64_t>(p.num_m_blocks) * p.num_splits * p.batch * heads(p);
   }
+
+  __host__ __device__ static int heads(const FwdParams& p) { return p.pack_gqa ? p.h_k : p.h_q; }
 
   // linear < 2^31 (the launcher checks the grid size), so 32-bit division suffices.
   __device__ __forceinline__ static FwdTile tile(const FwdParams& p, int linear) {
@@ -30,8 +32,9 @@ struct StaticTileScheduler {
     t.m_block = p.num_m_blocks - 1 - m;
     t.split = linear % p.num_splits;
     linear /= p.num_splits;
-    t.head = linear % p.h_q;
-    t.batch = linear / p.h_q;
+    const int num_heads = heads(p);
+    t.head = linear % num_heads;
+    t.batch = linear / num_heads;
     return t;
   }
 };

@@ -475,6 +475,10 @@ std::vector<FwdSpec> fwd_specs() {
   { FwdSpec s{.name = "Fp16Dense", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 100, .s_k = 200}; add(s); }
   // GQA / MQA.
   { FwdSpec s{.name = "Mqa", .batch = 2, .s_q = 64, .s_k = 300, .h_q = 8, .h_k = 1}; add(s); }
+  // Packed GQA (s_q <= 64, no ALiBi / dropout): the tile rows run over (query, head in group); two
+  // tiles per group here, with the causal, window and softcap rules applied per packed row.
+  { FwdSpec s{.name = "PackedGqaCausalWindowSoftcap", .batch = 2, .s_q = 50, .s_k = 300, .h_q = 8, .h_k = 2, .causal = true, .window_left = 40, .softcap = 25.f, .input_scale = 2.0}; add(s); }
+  { FwdSpec s{.name = "PackedGqaVarlenSplit", .h_q = 6, .h_k = 2, .lens_q = {1, 0, 64, 7}, .lens_k = {900, 5, 640, 70}, .causal = true, .num_splits = 3}; add(s); }
   // Masks and logit modifiers.
   { FwdSpec s{.name = "CausalQLongerThanK", .batch = 2, .s_q = 300, .s_k = 100, .causal = true}; add(s); }
   { FwdSpec s{.name = "WindowLeft32Causal", .s_q = 257, .s_k = 257, .causal = true, .window_left = 32}; add(s); }

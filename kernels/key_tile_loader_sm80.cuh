@@ -1,0 +1,78 @@
+// key_tile_loader_sm80.cuh — global -> shared loads of K / V tiles inside the main loops.
+//
+// tile_io_sm80.cuh's load_rows gathers every 16-byte chunk through a per-row offset function: one
+// loader for dense, varlen and paged rows, but each chunk pays 64-bit index products and the
+// paged branch, several hundred issued instructions per tile and thread, and the live index
+// values were what ptxas spilled. Dense and varlen keys are a fixed stride apart, so here each
+// thread keeps one pointer to its first chunk of key 0 and steps it by the row stride; only paged
+// K/V, tensors without 16-byte alignment and head dims whose rows do not split evenly over the
+// threads keep the general gather.
+#pragma once
+
+#include <cstdint>
+
+#include "fwd_params.h"
+#include "seqlen_info.cuh"
+#include "tile_io_sm80.cuh"
+
+namespace flashplus {
+namespace kernels {
+
+// Holds only a pointer and a flag: the tensor description stays a reference into the kernel
+// parameters (constant bank), since every register kept live across the main loop is one the
+// MMA accumulators cannot have.
+template <int kRows, int kHeadDim, int kNThreads, typename Element>
+class KeyTileLoader {
+  static constexpr int kChunksPerRow = kHeadDim / 8;
+  // A thread keeps one column when the threads cover whole rows per pass (not for d = 96 / 192).
+  static constexpr bool kFixedColumn = kNThreads % kChunksPerRow == 0;
+  static constexpr int kRowStep = kFixedColumn ? kNThreads / kChunksPerRow : 1;
+  static constexpr int kChunksPerThread = kRows * kChunksPerRow / kNThreads;
+
+ public:
+  __device__ __forceinline__ KeyTileLoader(const RowsAddr& t, const SeqlenInfo& seq, int kv_head, int head_dim,
+                                           int tid)
+      : t_(t) {
+    strided_ = kFixedColumn && seq.pages == nullptr && t.aligned16 && head_dim % 8 == 0;
+    if (strided_) {
+      thread_src_ = static_cast<const Element*>(t.data) + seq.key_offset(t, tid / kChunksPerRow, kv_head) +
+                    (tid % kChunksPerRow) * 8;
+    }
+  }
+
+  // Fills tile rows [0, kRows) with keys n0 .. n0 + kRows - 1 of K/V head kv_head; rows past the
+  // sequence and features past head_dim become zero (see load_rows).
+  template <typename SmemTile>
+  __device__ __forceinline__ void load(SmemTile& tile, const SeqlenInfo& seq, int kv_head, int head_dim, int n0,
+                                       int tid) const {
+    const int valid_rows = seq.seqlen_k - n0;
+    if (strided_) {
+      const int first_row = tid / kChunksPerRow;
+      const int col = (tid % kChunksPerRow) * 8;
+      const Element* src = thread_src_ + static_cast<int64_t>(n0) * t_.row_stride;
+      const bool column_inside = col < head_dim;
+#pragma unroll
+      for (int it = 0; it < kChunksPerThread; ++it) {
+        const int row = first_row + it * kRowStep;
+        Element* dst = &tile(row, col);
+        if (row < valid_rows && column_inside) {
+          cp_async_16(dst, src + static_cast<int64_t>(it * kRowStep) * t_.row_stride);
+        } else {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+        }
+      }
+    } else {
+      load_rows<kRows, kHeadDim, kNThreads>(tile, static_cast<const Element*>(t_.data),
+                                            [&](int r) { return seq.key_offset(t_, n0 + r, kv_head); }, valid_rows,
+                                            head_dim, t_.aligned16, tid);
+    }
+  }
+
+ private:
+  const RowsAddr& t_;
+  bool strided_ = false;
+  const Element* thread_src_ = nullptr;
+};
+
+}  // namespace kernels
+}  // namespace flashplus
