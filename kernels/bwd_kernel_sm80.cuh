@@ -8,7 +8,10 @@
 // registers. No atomics anywhere: results are bit-identical across runs, so deterministic=1 costs
 // nothing (the price is recomputing S and dP twice, 7 tile GEMMs instead of 5).
 //
-// Loads are synchronous (cp.async, then wait): the first generation favours simplicity here.
+// Loads are double-buffered up to d = 128: while a tile computes, the next Q / dO tile (dK/dV
+// kernel) or K / V tile (dQ kernel) and its row statistics stream into the other buffer. Above
+// d = 128 a second buffer would not fit next to the first in the opt-in shared memory of most
+// parts, so those variants load, wait and compute in turn (Traits::kStages == 1).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -16,6 +19,7 @@
 #include "block_info.cuh"
 #include "bwd_mainloop_sm80.cuh"
 #include "bwd_params.h"
+#include "key_tile_loader_sm80.cuh"
 #include "mask.cuh"
 #include "seqlen_info.cuh"
 #include "tile_io_sm80.cuh"
@@ -23,16 +27,26 @@
 namespace flashplus {
 namespace kernels {
 
-// LSE (base 2) and D of the tile's rows into shared memory; rows outside the sequence get
-// lse = +inf (P = 0) and D = 0.
+__device__ __forceinline__ void cp_async_4(void* smem_dst, const void* gmem_src) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src));
+}
+
+// Starts the copy of the LSE and D of the tile's rows into shared memory (part of the caller's
+// cp.async group); rows outside the sequence get lse = +inf (P = 0) and D = 0. The LSE stays in
+// natural log here; score_gradients' callers scale it.
 template <int kBlockM>
 __device__ __forceinline__ void load_row_stats(const BwdParams& p, const SeqlenInfo& seq, int m0, int head,
-                                               float* row_lse2, float* row_d, int tid) {
+                                               float* row_lse, float* row_d, int tid) {
   if (tid < kBlockM) {
     const int row = m0 + tid;
-    const bool inside = row < seq.seqlen_q;
-    row_lse2[tid] = inside ? p.fwd.lse.data[seq.stats_offset(p.fwd.lse, row, head)] * kLog2e : INFINITY;
-    row_d[tid] = inside ? p.softmax_d.data[seq.stats_offset(p.softmax_d, row, head)] : 0.f;
+    if (row < seq.seqlen_q) {
+      cp_async_4(&row_lse[tid], &p.fwd.lse.data[seq.stats_offset(p.fwd.lse, row, head)]);
+      cp_async_4(&row_d[tid], &p.softmax_d.data[seq.stats_offset(p.softmax_d, row, head)]);
+    } else {
+      row_lse[tid] = INFINITY;
+      row_d[tid] = 0.f;
+    }
   }
 }
 
@@ -47,6 +61,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
   constexpr int kNThreads = Traits::kNThreads;
+  constexpr int kStages = Traits::kStages;
   const FwdParams& f = p.fwd;
 
   int linear = static_cast<int>(blockIdx.x);
@@ -59,25 +74,20 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   if (n0 >= seq.seqlen_k) return;
   const int tid = threadIdx.x;
 
+  // Shared memory: kStages x (Q, dO), K, V, P, dS, then kStages x (LSE, D) rows.
   Element* base = reinterpret_cast<Element*>(smem);
-  Tensor sQ = make_tensor(make_smem_ptr(base), typename Traits::SmemLayoutRows{});
-  Tensor sdO = make_tensor(make_smem_ptr(base + Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Tensor sK = make_tensor(make_smem_ptr(base + 2 * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Tensor sV = make_tensor(make_smem_ptr(base + 3 * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Element* scores = base + 4 * Traits::kRowsTileElems;
+  Element* staged = base;  // stage s: Q at 2 s, dO at 2 s + 1 row tiles
+  Tensor sK = make_tensor(make_smem_ptr(base + 2 * kStages * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+  Tensor sV = make_tensor(make_smem_ptr(base + (2 * kStages + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+  Element* scores = base + (2 * kStages + 2) * Traits::kRowsTileElems;
   Tensor sP = make_tensor(make_smem_ptr(scores), typename Traits::SmemLayoutScores{});
   Tensor sdS = make_tensor(make_smem_ptr(scores + Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
-  float* row_lse2 = reinterpret_cast<float*>(scores + 2 * Traits::kScoresTileElems);
-  float* row_d = row_lse2 + kBlockM;
-  // Transposed views: P^T, dS^T (A of dV, dK) and dO^T, Q^T (B of dV, dK).
+  float* stats = reinterpret_cast<float*>(scores + 2 * Traits::kScoresTileElems);  // stage s: LSE, D at 2 s, 2 s + 1
+  // Transposed views: P^T, dS^T (A of dV, dK).
   Tensor sPt = make_tensor(sP.data(), typename Traits::SmemLayoutScoresT{});
   Tensor sPt_shape = make_tensor(sP.data(), typename Traits::SmemLayoutScoresTNoSwizzle{});
   Tensor sdSt = make_tensor(sdS.data(), typename Traits::SmemLayoutScoresT{});
   Tensor sdSt_shape = make_tensor(sdS.data(), typename Traits::SmemLayoutScoresTNoSwizzle{});
-  Tensor sQt = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsT{});
-  Tensor sQt_shape = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
-  Tensor sdOt = make_tensor(sdO.data(), typename Traits::SmemLayoutRowsT{});
-  Tensor sdOt_shape = make_tensor(sdO.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
 
   load_rows<kBlockN, kHeadDim, kNThreads>(sK, static_cast<const Element*>(f.k.data),
                                           [&](int r) { return seq.key_offset(f.k, n0 + r, kv_head); },
@@ -85,7 +95,6 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   load_rows<kBlockN, kHeadDim, kNThreads>(sV, static_cast<const Element*>(f.v.data),
                                           [&](int r) { return seq.key_offset(f.v, n0 + r, kv_head); },
                                           seq.seqlen_k - n0, f.head_dim, f.v.aligned16, tid);
-  cp_async_fence();
 
   TiledMma tiled_mma;
   auto thr_mma = tiled_mma.get_thread_slice(tid);
@@ -96,50 +105,79 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
   Tensor coords_rc = rowcol_view(coords);
 
-  // Query rows that see some key of [n0, n0 + kBlockN) under the window rule.
+  // Query rows that see some key of [n0, n0 + kBlockN) under the window rule; the CTA visits
+  // every (query head of the group, query tile of those rows) pair, as one flat sequence of steps.
   const int diagonal = seq.seqlen_k - seq.seqlen_q;
   int first_row = 0, last_row = seq.seqlen_q - 1;
   if (f.window_right >= 0) first_row = max(first_row, n0 - diagonal - f.window_right);
   if (f.window_left >= 0) last_row = min(last_row, n0 + kBlockN - 1 + f.window_left - diagonal);
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
+  const int first_m_block = first_row / kBlockM;
+  const int m_blocks = first_row <= last_row ? last_row / kBlockM - first_m_block + 1 : 0;
+  const int steps = m_blocks * f.group_size;
+  auto step_head = [&](int step) { return kv_head * f.group_size + step / m_blocks; };
+  auto step_m0 = [&](int step) { return (first_m_block + step % m_blocks) * kBlockM; };
+  auto issue_step_loads = [&](int step, int stage) {
+    const int head = step_head(step), m0 = step_m0(step);
+    Tensor sQ = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sdO = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    load_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<const Element*>(f.q.data),
+                                            [&](int r) { return seq.query_offset(f.q, m0 + r, head); },
+                                            seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
+    load_rows<kBlockM, kHeadDim, kNThreads>(sdO, static_cast<const Element*>(p.dout.data),
+                                            [&](int r) { return seq.query_offset(p.dout, m0 + r, head); },
+                                            seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
+    load_row_stats<kBlockM>(p, seq, m0, head, stats + 2 * stage * kBlockM, stats + (2 * stage + 1) * kBlockM, tid);
+  };
+  if (steps > 0) issue_step_loads(0, 0);
+  cp_async_fence();  // one group: K, V and the first step
 
-  if (first_row <= last_row) {
-    for (int head = kv_head * f.group_size; head < (kv_head + 1) * f.group_size; ++head) {
-      const LogitRule rule(f, batch, head, seq.seqlen_q, seq.seqlen_k);
-      const uint32_t batch_head = static_cast<uint32_t>(batch * f.h_q + head);
-      for (int m_block = first_row / kBlockM; m_block <= last_row / kBlockM; ++m_block) {
-        const int m0 = m_block * kBlockM;
-        __syncthreads();  // the previous tile's Q, dO, P, dS are no longer read
-        load_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<const Element*>(f.q.data),
-                                                [&](int r) { return seq.query_offset(f.q, m0 + r, head); },
-                                                seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
-        load_rows<kBlockM, kHeadDim, kNThreads>(sdO, static_cast<const Element*>(p.dout.data),
-                                                [&](int r) { return seq.query_offset(p.dout, m0 + r, head); },
-                                                seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
+  for (int step = 0; step < steps; ++step) {
+    const int stage = kStages == 1 ? 0 : step % kStages;
+    if constexpr (kStages == 1) {
+      if (step > 0) {
+        __syncthreads();  // the previous step's Q, dO, P, dS are no longer read
+        issue_step_loads(step, 0);
         cp_async_fence();
-        load_row_stats<kBlockM>(p, seq, m0, head, row_lse2, row_d, tid);
-        cp_async_wait<0>();
-        __syncthreads();
-
-        Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-        Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-        clear(acc_s);
-        clear(acc_dp);
-        gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
-        gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
-        const bool exact = rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
-        Tensor s_rc = rowcol_view(acc_s);
-        Tensor dp_rc = rowcol_view(acc_dp);
-        score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, row_lse2, row_d, rule, mask, f,
-                                                       batch_head, m0, n0, exact);
-        store_fragment<TiledMma, Element>(acc_s, sP, tid);
-        store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
-        __syncthreads();
-
-        gemm_smem<TiledMma, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, tid);  // dV += (P Z)^T dO
-        gemm_smem<TiledMma, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, tid);  // dK += dS^T Q
       }
     }
+    cp_async_wait<0>();
+    __syncthreads();  // this step's tiles landed; every warp finished the previous step
+    if constexpr (kStages == 2) {
+      if (step + 1 < steps) {
+        issue_step_loads(step + 1, stage ^ 1);
+        cp_async_fence();
+      }
+    }
+    const int head = step_head(step), m0 = step_m0(step);
+    const LogitRule rule(f, batch, head, seq.seqlen_q, seq.seqlen_k);
+    const uint32_t batch_head = static_cast<uint32_t>(batch * f.h_q + head);
+    Tensor sQ = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sdO = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    // Transposed views: dO^T, Q^T (B of dV, dK).
+    Tensor sQt = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsT{});
+    Tensor sQt_shape = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
+    Tensor sdOt = make_tensor(sdO.data(), typename Traits::SmemLayoutRowsT{});
+    Tensor sdOt_shape = make_tensor(sdO.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
+
+    Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
+    clear(acc_s);
+    clear(acc_dp);
+    gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
+    gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
+    const bool exact = rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
+    Tensor s_rc = rowcol_view(acc_s);
+    Tensor dp_rc = rowcol_view(acc_dp);
+    score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, stats + 2 * stage * kBlockM,
+                                                   stats + (2 * stage + 1) * kBlockM, rule, mask, f, batch_head, m0,
+                                                   n0, exact);
+    store_fragment<TiledMma, Element>(acc_s, sP, tid);
+    store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
+    __syncthreads();
+
+    gemm_smem<TiledMma, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, tid);  // dV += (P Z)^T dO
+    gemm_smem<TiledMma, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, tid);  // dK += dS^T Q
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees
@@ -179,17 +217,16 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
   const int kv_head = head / f.group_size;
   const int tid = threadIdx.x;
 
+  // Shared memory: Q, dO, kStages x (K, V), dS, LSE and D rows.
+  constexpr int kStages = Traits::kStages;
   Element* base = reinterpret_cast<Element*>(smem);
   Tensor sQ = make_tensor(make_smem_ptr(base), typename Traits::SmemLayoutRows{});
   Tensor sdO = make_tensor(make_smem_ptr(base + Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Tensor sK = make_tensor(make_smem_ptr(base + 2 * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Tensor sV = make_tensor(make_smem_ptr(base + 3 * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Element* scores = base + 4 * Traits::kRowsTileElems;
+  Element* staged = base + 2 * Traits::kRowsTileElems;  // stage s: K at 2 s, V at 2 s + 1 row tiles
+  Element* scores = base + (2 + 2 * kStages) * Traits::kRowsTileElems;
   Tensor sdS = make_tensor(make_smem_ptr(scores), typename Traits::SmemLayoutScores{});
-  float* row_lse2 = reinterpret_cast<float*>(scores + Traits::kScoresTileElems);
-  float* row_d = row_lse2 + kBlockM;
-  Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
-  Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
+  float* row_lse = reinterpret_cast<float*>(scores + Traits::kScoresTileElems);
+  float* row_d = row_lse + kBlockM;
 
   load_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<const Element*>(f.q.data),
                                           [&](int r) { return seq.query_offset(f.q, m0 + r, head); },
@@ -197,8 +234,7 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
   load_rows<kBlockM, kHeadDim, kNThreads>(sdO, static_cast<const Element*>(p.dout.data),
                                           [&](int r) { return seq.query_offset(p.dout, m0 + r, head); },
                                           seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
-  cp_async_fence();
-  load_row_stats<kBlockM>(p, seq, m0, head, row_lse2, row_d, tid);
+  load_row_stats<kBlockM>(p, seq, m0, head, row_lse, row_d, tid);
 
   TiledMma tiled_mma;
   auto thr_mma = tiled_mma.get_thread_slice(tid);
@@ -210,19 +246,39 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
   const uint32_t batch_head = static_cast<uint32_t>(batch * f.h_q + head);
   const KeyBlockRange range = key_block_range<kBlockM, kBlockN>(f, m_block, seq.seqlen_q, seq.seqlen_k, 0, 1);
+  const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> k_loader(f.k, seq, kv_head, f.head_dim, tid);
+  const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> v_loader(f.v, seq, kv_head, f.head_dim, tid);
+  auto issue_kv_loads = [&](int n_block, int stage) {
+    Tensor sK = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sV = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    k_loader.load(sK, seq, kv_head, f.head_dim, n_block * kBlockN, tid);
+    v_loader.load(sV, seq, kv_head, f.head_dim, n_block * kBlockN, tid);
+  };
+  if (!range.empty()) issue_kv_loads(range.begin, 0);
+  cp_async_fence();  // one group: Q, dO, row statistics and the first K / V
 
   for (int n_block = range.begin; n_block < range.end; ++n_block) {
     const int n0 = n_block * kBlockN;
-    __syncthreads();  // the previous tile's K, V, dS are no longer read
-    load_rows<kBlockN, kHeadDim, kNThreads>(sK, static_cast<const Element*>(f.k.data),
-                                            [&](int r) { return seq.key_offset(f.k, n0 + r, kv_head); },
-                                            seq.seqlen_k - n0, f.head_dim, f.k.aligned16, tid);
-    load_rows<kBlockN, kHeadDim, kNThreads>(sV, static_cast<const Element*>(f.v.data),
-                                            [&](int r) { return seq.key_offset(f.v, n0 + r, kv_head); },
-                                            seq.seqlen_k - n0, f.head_dim, f.v.aligned16, tid);
-    cp_async_fence();
+    const int stage = kStages == 1 ? 0 : (n_block - range.begin) % kStages;
+    if constexpr (kStages == 1) {
+      if (n_block > range.begin) {
+        __syncthreads();  // the previous tile's K, V, dS are no longer read
+        issue_kv_loads(n_block, 0);
+        cp_async_fence();
+      }
+    }
     cp_async_wait<0>();
-    __syncthreads();
+    __syncthreads();  // this tile's K / V landed; every warp finished the previous tile
+    if constexpr (kStages == 2) {
+      if (n_block + 1 < range.end) {
+        issue_kv_loads(n_block + 1, stage ^ 1);
+        cp_async_fence();
+      }
+    }
+    Tensor sK = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sV = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
+    Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
 
     auto visit = [&](auto exact) __attribute__((always_inline)) {
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
@@ -233,7 +289,7 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
       gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
       Tensor s_rc = rowcol_view(acc_s);
       Tensor dp_rc = rowcol_view(acc_dp);
-      score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, row_lse2, row_d, rule, mask, f,
+      score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
                                                      batch_head, m0, n0, decltype(exact)::value);
       store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
       __syncthreads();

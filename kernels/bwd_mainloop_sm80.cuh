@@ -54,7 +54,7 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
 }
 
 // In place: acc_s (raw q.k) becomes P * Z, acc_dp (dO.v) becomes dS_raw. All views rowcol.
-// row_lse2: lse * log2(e) per tile row (+inf for rows outside the sequence: their P is 0);
+// row_lse: the natural-log LSE per tile row (+inf for rows outside the sequence: their P is 0);
 // row_d: D per tile row. m0 / n0: first query / key of the tile within the sequence.
 // kSoftcap is compile-time for the reason given at the forward's apply_logit_rule: a runtime flag
 // became predicated tanh code that every tile executed. `exact` tiles (sequence end, causal /
@@ -63,7 +63,7 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
 // registers than it saves (the dK/dV kernel, which keeps two accumulators live).
 template <bool kHasDropout, bool kSoftcap, typename AccS, typename AccDP, typename Coords>
 __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const Coords& coords_rc,
-                                                const float* row_lse2, const float* row_d, const LogitRule& rule,
+                                                const float* row_lse, const float* row_d, const LogitRule& rule,
                                                 const WindowMask& mask, const FwdParams& p, uint32_t batch_head,
                                                 int m0, int n0, bool exact) {
   using namespace cute;
@@ -83,7 +83,7 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int row = get<0>(coords_rc(r, 0));
-    const float lse2 = row_lse2[row];
+    const float lse2 = row_lse[row] * kLog2e;
     const float d = row_d[row];
     const int i = m0 + row;
 #pragma unroll

@@ -62,9 +62,14 @@ struct BwdTraitsSm80 {
 
   static constexpr int kRowsTileElems = 64 * kHeadDim;
   static constexpr int kScoresTileElems = 64 * 64;
-  // dK/dV kernel: Q, dO, K, V, P, dS tiles + LSE and D rows. dQ kernel: Q, dO, K, V, dS + rows.
-  static constexpr int kSmemBytesDkDv = (4 * kRowsTileElems + 2 * kScoresTileElems) * int(sizeof(Element)) + 2 * kBlockM * 4;
-  static constexpr int kSmemBytesDq = (4 * kRowsTileElems + kScoresTileElems) * int(sizeof(Element)) + 2 * kBlockM * 4;
+  // Buffers of the streamed tiles (Q / dO in the dK/dV kernel, K / V in the dQ kernel).
+  static constexpr int kStages = bwd_stages_sm80(kHeadDim);
+  // dK/dV kernel: kStages x (Q, dO), K, V, P, dS tiles + kStages x (LSE, D) rows.
+  // dQ kernel: Q, dO, kStages x (K, V), dS tiles + LSE and D rows.
+  static constexpr int kSmemBytesDkDv =
+      ((2 * kStages + 2) * kRowsTileElems + 2 * kScoresTileElems) * int(sizeof(Element)) + kStages * 2 * kBlockM * 4;
+  static constexpr int kSmemBytesDq =
+      ((2 + 2 * kStages) * kRowsTileElems + kScoresTileElems) * int(sizeof(Element)) + 2 * kBlockM * 4;
   static_assert(kSmemBytesDkDv == bwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element))), "host and device agree");
 };
 

@@ -232,22 +232,24 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
   return f;
 }
 
-// Split-KV when the grid would leave multiprocessors idle (decode, small batch): pick the
-// smallest split count whose wave efficiency is within 85% of the best, each split keeping at
-// least two key tiles.
+// Split-KV when the grid would leave CTA slots idle (decode, small batch). A slot is one resident
+// CTA: the sm80 forward holds 255 registers per thread, so an SM runs two 4-warp CTAs (d <= 128)
+// or one 8-warp CTA. Filling every slot, not just every SM, matters most for decode, which is
+// bound by how many K/V loads are in flight. Picks the smallest split count whose wave efficiency
+// is within 85% of the best, each split keeping at least two key tiles.
 int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant& variant) {
-  const int block_n = kernels::fwd_tile_shape_sm80(variant.head_dim).block_n;
-  const int n_blocks = std::max(1, (p.seqs.max_seqlen_k + block_n - 1) / block_n);
+  const kernels::TileShape tile = kernels::fwd_tile_shape_sm80(variant.head_dim);
+  const int n_blocks = std::max(1, (p.seqs.max_seqlen_k + tile.block_n - 1) / tile.block_n);
   const int limit = std::min(kMaxSplits, n_blocks);
   if (p.num_splits >= 1) return std::max(1, std::min(p.num_splits, limit));
   const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * kernels::StaticTileScheduler::heads(f);
-  const int sms = multiprocessor_count(p.device.index);
-  if (ctas >= sms * 4 / 5) return 1;
+  const int slots = multiprocessor_count(p.device.index) * (tile.num_warps <= 4 ? 2 : 1);
+  if (ctas >= slots * 4 / 5) return 1;
   const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
   double best_efficiency = 0.0;
   double efficiency[kMaxSplits + 1] = {};
   for (int s = 1; s <= max_splits; ++s) {
-    const double waves = static_cast<double>(ctas * s) / sms;
+    const double waves = static_cast<double>(ctas * s) / slots;
     efficiency[s] = waves / std::ceil(waves);
     best_efficiency = std::max(best_efficiency, efficiency[s]);
   }

@@ -70,7 +70,7 @@ __device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords
     for (int r = 0; r < kRows; ++r)
 #pragma unroll
       for (int c = 0; c < kCols; ++c) {
-        if (!mask.visible(row_query[r], n0 + get<1>(coords_rc(r, c)))) scores_rc(r, c) = -INFINITY;
+        scores_rc(r, c) = mask.visible(row_query[r], n0 + get<1>(coords_rc(r, c))) ? scores_rc(r, c) : -INFINITY;
       }
   }
 }

@@ -4,9 +4,9 @@
 // loader for dense, varlen and paged rows, but each chunk pays 64-bit index products and the
 // paged branch, several hundred issued instructions per tile and thread, and the live index
 // values were what ptxas spilled. Dense and varlen keys are a fixed stride apart, so here each
-// thread keeps one pointer to its first chunk of key 0 and steps it by the row stride; only paged
-// K/V, tensors without 16-byte alignment and head dims whose rows do not split evenly over the
-// threads keep the general gather.
+// thread keeps one pointer to its first chunk of key 0 and steps it by the row stride. Paged
+// K/V (all page numbers of a tile read first, then all copies), tensors without 16-byte alignment
+// and head dims whose rows do not split evenly over the threads keep a general gather.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +33,9 @@ class KeyTileLoader {
   __device__ __forceinline__ KeyTileLoader(const RowsAddr& t, const SeqlenInfo& seq, int kv_head, int head_dim,
                                            int tid)
       : t_(t) {
-    strided_ = kFixedColumn && seq.pages == nullptr && t.aligned16 && head_dim % 8 == 0;
+    const bool fixed_column = kFixedColumn && t.aligned16 && head_dim % 8 == 0;
+    strided_ = fixed_column && seq.pages == nullptr;
+    paged_ = fixed_column && seq.pages != nullptr;
     if (strided_) {
       thread_src_ = static_cast<const Element*>(t.data) + seq.key_offset(t, tid / kChunksPerRow, kv_head) +
                     (tid % kChunksPerRow) * 8;
@@ -61,6 +63,30 @@ class KeyTileLoader {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
         }
       }
+    } else if (paged_) {
+      // All block-table reads first, so that they are in flight together; each copy then waits
+      // only for its own page number.
+      const int first_row = tid / kChunksPerRow;
+      const int col = (tid % kChunksPerRow) * 8;
+      const bool column_inside = col < head_dim;
+      int page[kChunksPerThread];
+#pragma unroll
+      for (int it = 0; it < kChunksPerThread; ++it) {
+        const int row = first_row + it * kRowStep;
+        page[it] = row < valid_rows ? seq.pages[seq.page_of(n0 + row)] : 0;
+      }
+      const Element* head_base = static_cast<const Element*>(t_.data) + static_cast<int64_t>(kv_head) * t_.head_stride + col;
+#pragma unroll
+      for (int it = 0; it < kChunksPerThread; ++it) {
+        const int row = first_row + it * kRowStep;
+        Element* dst = &tile(row, col);
+        if (row < valid_rows && column_inside) {
+          const int in_page = seq.row_in_page(n0 + row);
+          cp_async_16(dst, head_base + page[it] * t_.batch_stride + static_cast<int64_t>(in_page) * t_.row_stride);
+        } else {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+        }
+      }
     } else {
       load_rows<kRows, kHeadDim, kNThreads>(tile, static_cast<const Element*>(t_.data),
                                             [&](int r) { return seq.key_offset(t_, n0 + r, kv_head); }, valid_rows,
@@ -70,7 +96,8 @@ class KeyTileLoader {
 
  private:
   const RowsAddr& t_;
-  bool strided_ = false;
+  bool strided_ = false;  // dense / varlen rows: one pointer per thread, stepped by the row stride
+  bool paged_ = false;    // paged rows: one block-table read per chunk, issued before the copies
   const Element* thread_src_ = nullptr;
 };
 

@@ -66,12 +66,12 @@ struct WindowMask {
       : seqlen_k(seqlen_k_), diagonal(seqlen_k_ - seqlen_q), window_left(p.window_left),
         window_right(p.window_right) {}
 
+  // One expression without early returns: the caller evaluates it for every element of a tile,
+  // and each early return became a divergent branch (BSSY / BSYNC pair) per element.
   __device__ __forceinline__ bool visible(int i, int j) const {
-    if (j >= seqlen_k) return false;
     const int distance = j - (i + diagonal);
-    if (window_right >= 0 && distance > window_right) return false;
-    if (window_left >= 0 && distance < -window_left) return false;
-    return true;
+    return (j < seqlen_k) & ((window_right < 0) | (distance <= window_right)) &
+           ((window_left < 0) | (distance >= -window_left));
   }
 
   // True when every (i, j) of rows [m0, m1) x keys [n0, n1) is visible, so the tile needs no

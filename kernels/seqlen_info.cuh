@@ -22,6 +22,7 @@ struct SeqlenInfo {
   int64_t key_row0 = 0;  // physical row of key 0 (leftpad included; varlen adds cu_seqlens_k[b])
   const int32_t* pages = nullptr;  // this sequence's block-table row when paged
   int page_size = 0;
+  int page_shift = -1;  // log2(page_size) when it is a power of two (16, 256, ...): no division
 
   __device__ __forceinline__ SeqlenInfo(const FwdParams& p, int b) {
     const bool varlen = p.cu_seqlens_q != nullptr;
@@ -44,6 +45,7 @@ struct SeqlenInfo {
       if (!varlen) length = static_cast<int64_t>(p.max_blocks_per_seq) * p.page_size;
       pages = p.block_table + b * p.block_table_batch_stride;
       page_size = p.page_size;
+      if ((page_size & (page_size - 1)) == 0) page_shift = __ffs(page_size) - 1;
     }
     const int64_t end = p.seqused_k ? static_cast<int64_t>(p.seqused_k[b]) + p.seqused_k_extra : length;
     const int64_t start = p.leftpad_k ? p.leftpad_k[b] : 0;
@@ -60,14 +62,23 @@ struct SeqlenInfo {
     return q_batch * t.batch_stride + h * t.head_stride + (q_row0 + i) * t.row_stride;
   }
 
+  // Paged: block-table slot and row within the page of key j. Paged rows are counted from the
+  // sequence start (no cu_seqlens base), so they fit 32 bits; a 64-bit division would be a
+  // function call in the hot loop.
+  __device__ __forceinline__ int page_of(int j) const {
+    const int row = static_cast<int>(key_row0) + j;
+    return page_shift >= 0 ? row >> page_shift : row / page_size;
+  }
+  __device__ __forceinline__ int row_in_page(int j) const {
+    const int row = static_cast<int>(key_row0) + j;
+    return page_shift >= 0 ? row & (page_size - 1) : row % page_size;
+  }
+
   // Element offset of key j (within the sequence), K/V head h, feature 0.
   __device__ __forceinline__ int64_t key_offset(const RowsAddr& t, int j, int h) const {
     if (pages) {
-      // Paged rows are counted from the sequence start (no cu_seqlens base), so they fit 32 bits;
-      // a 64-bit division would be a function call in the hot loop.
-      const int row = static_cast<int>(key_row0) + j;
-      const int64_t page = pages[row / page_size];
-      return page * t.batch_stride + static_cast<int64_t>(row % page_size) * t.row_stride + h * t.head_stride;
+      const int64_t page = pages[page_of(j)];
+      return page * t.batch_stride + static_cast<int64_t>(row_in_page(j)) * t.row_stride + h * t.head_stride;
     }
     return kv_batch * t.batch_stride + (key_row0 + j) * t.row_stride + h * t.head_stride;
   }

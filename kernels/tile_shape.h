@@ -32,9 +32,15 @@ constexpr TileShape bwd_tile_shape_sm80(int head_dim) {
   return head_dim <= 128 ? TileShape{64, 64, 4} : TileShape{64, 64, 8};
 }
 
-// The larger of the two backward kernels (dK/dV): Q, dO, K, V tiles, P and dS, LSE and D rows.
+// Backward pipeline depth: double buffers up to d = 128 (113 KiB for the dK/dV kernel at d = 128,
+// two CTAs per SM on sm80 / sm90); one buffer above, where two would exceed what sm80 allows.
+constexpr int bwd_stages_sm80(int head_dim) { return head_dim <= 128 ? 2 : 1; }
+
+// The larger of the two backward kernels (dK/dV): kStages x (Q, dO), K, V tiles, P and dS,
+// kStages x (LSE, D) rows.
 constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size) {
-  return (4 * 64 * head_dim + 2 * 64 * 64) * element_size + 2 * 64 * 4;
+  return ((2 * bwd_stages_sm80(head_dim) + 2) * 64 * head_dim + 2 * 64 * 64) * element_size +
+         bwd_stages_sm80(head_dim) * 2 * 64 * 4;
 }
 
 // Most splits of the key range one forward call makes (and most partials one combine launch
