@@ -152,6 +152,11 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 #pragma unroll
     for (int r = 0; r < kRows; ++r) row_query[r] = rows.query(m0 + get<0>(coords_s_rc(r, 0)));
 
+    // A warp owns the 16-row MMA fragments starting at rows 16 w, 16 w + 16 kNWarps, ...; when even
+    // its first row lies past the sequence (decode: a packed tile holds G rows of 128) it skips the
+    // MMAs and the softmax, and only loads and synchronises with the CTA.
+    const bool warp_has_rows = m0 + 16 * (tid / 32) < rows.rows;
+
     // One key tile. Key tiles are visited from last to first, so the ones that need the exact rule
     // (sequence end, causal diagonal) come first.
     auto visit = [&](int n_block, auto exact) __attribute__((always_inline)) {
@@ -163,7 +168,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       cp_async_fence();
 
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-      Mainloop::gemm_qk(acc_s, sQ, sK, tid);
+      if (warp_has_rows) Mainloop::gemm_qk(acc_s, sQ, sK, tid);
 
       cp_async_wait<0>();
       __syncthreads();  // V landed; every warp finished reading K
@@ -171,6 +176,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
         load_k(n_block - 1);
         cp_async_fence();
       }
+      if (!warp_has_rows) return;
 
       Tensor acc_s_rc = rowcol_view(acc_s);
       apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
