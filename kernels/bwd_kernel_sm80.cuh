@@ -55,6 +55,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   using namespace cute;
   using Element = typename Traits::Element;
   using TiledMma = typename Traits::TiledMma;
+  using TiledMmaKV = typename Traits::TiledMmaKV;
   using AtomN = typename Traits::SmemCopyAtom;
   using AtomT = typename Traits::SmemCopyAtomTransposed;
   constexpr int kBlockM = Traits::kBlockM;
@@ -98,8 +99,9 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
   TiledMma tiled_mma;
   auto thr_mma = tiled_mma.get_thread_slice(tid);
-  Tensor acc_dk = partition_fragment_C(tiled_mma, Shape<Int<kBlockN>, Int<kHeadDim>>{});
-  Tensor acc_dv = partition_fragment_C(tiled_mma, Shape<Int<kBlockN>, Int<kHeadDim>>{});
+  TiledMmaKV tiled_mma_kv;
+  Tensor acc_dk = partition_fragment_C(tiled_mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
+  Tensor acc_dv = partition_fragment_C(tiled_mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
   clear(acc_dk);
   clear(acc_dv);
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
@@ -176,14 +178,14 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
     __syncthreads();
 
-    gemm_smem<TiledMma, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, tid);  // dV += (P Z)^T dO
-    gemm_smem<TiledMma, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, tid);  // dK += dS^T Q
+    gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, tid);  // dV += (P Z)^T dO
+    gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, tid);  // dK += dS^T Q
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees
   __syncthreads();     // every warp is done with sK / sV: they stage dK / dV now
-  store_fragment<TiledMma, Element>(acc_dk, sK, tid);
-  store_fragment<TiledMma, Element>(acc_dv, sV, tid);
+  store_fragment<TiledMmaKV, Element>(acc_dk, sK, tid);
+  store_fragment<TiledMmaKV, Element>(acc_dv, sV, tid);
   __syncthreads();
   store_rows<kBlockN, kHeadDim, kNThreads>(sK, static_cast<Element*>(p.dk.data),
                                            [&](int r) { return seq.key_offset(p.dk, n0 + r, kv_head); },

@@ -39,6 +39,11 @@ struct BwdTraitsSm80 {
                                      cute::MMA_Atom<cute::SM80_16x8x16_F32BF16BF16F32_TN>>;
   using TiledMma = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_4, cute::Int<kWarpsN>, cute::_1>>,
                                   cute::Tile<cute::_64, cute::Int<16 * kWarpsN>, cute::_16>>;
+  // dV += P^T dO and dK += dS^T Q (64 keys x d): warps 2 x (2 kWarpsN). With TiledMma's 4 warps
+  // stacked on the 64 rows, each warp would own 16 rows and read the whole d-wide B operand
+  // (dO^T, Q^T) from shared memory for them; 2 x 2 halves that shared-memory traffic per MMA.
+  using TiledMmaKV = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_2, cute::Int<2 * kWarpsN>, cute::_1>>,
+                                    cute::Tile<cute::_32, cute::Int<32 * kWarpsN>, cute::_16>>;
 
   using SmemLayoutAtom = decltype(cute::composition(
       cute::Swizzle<kSwizzleBits, 3, 3>{},

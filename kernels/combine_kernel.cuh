@@ -33,19 +33,22 @@ __global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(con
     out_row += p.out_cu_seqlens[b];
   }
 
+  // Every load below is unconditional for i < num_partials (a predicate, not a branch), so a
+  // lane has all of its partials' loads in flight at once; guarding each load by a branch on its
+  // weight had serialised them (28 partials x 4 features: ~40 us for a single decode row).
   float partial_lse[kMaxSplits];
+#pragma unroll
+  for (int i = 0; i < kMaxSplits; ++i) {
+    const CombinePartial& part = p.partials[i];
+    partial_lse[i] =
+        i < p.num_partials ? part.lse[b * part.lse_batch_stride + h * part.lse_head_stride + s * part.lse_row_stride]
+                           : -INFINITY;
+  }
   float max_lse = -INFINITY;
 #pragma unroll
   for (int i = 0; i < kMaxSplits; ++i) {
-    partial_lse[i] = -INFINITY;
-    if (i < p.num_partials) {
-      const CombinePartial& part = p.partials[i];
-      const float value = part.lse[b * part.lse_batch_stride + h * part.lse_head_stride + s * part.lse_row_stride];
-      if (isfinite(value)) {
-        partial_lse[i] = value;
-        max_lse = fmaxf(max_lse, value);
-      }
-    }
+    if (!isfinite(partial_lse[i])) partial_lse[i] = -INFINITY;
+    max_lse = fmaxf(max_lse, partial_lse[i]);
   }
   const bool saw_no_key = max_lse == -INFINITY;
   float sum = 0.f;
@@ -56,18 +59,39 @@ __global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(con
 #pragma unroll
   for (int i = 0; i < kMaxSplits; ++i) weight[i] = saw_no_key ? 0.f : expf(partial_lse[i] - lse);
 
-  const int64_t out_base = b * p.out_batch_stride + out_row * p.out_row_stride + h * p.out_head_stride;
-  for (int d = lane; d < p.head_dim; d += 32) {
-    float acc = 0.f;
+  // One element type for all partials (split-KV: fp32) takes the typed path; mixed types the
+  // per-element switch.
+  bool one_dtype = true;
 #pragma unroll
-    for (int i = 0; i < kMaxSplits; ++i) {
-      if (i < p.num_partials && weight[i] != 0.f) {
+  for (int i = 1; i < kMaxSplits; ++i) one_dtype &= i >= p.num_partials || p.partials[i].dtype == p.partials[0].dtype;
+  const int64_t out_base = b * p.out_batch_stride + out_row * p.out_row_stride + h * p.out_head_stride;
+  auto merge = [&](auto load) {
+    for (int d = lane; d < p.head_dim; d += 32) {
+      float value[kMaxSplits];
+#pragma unroll
+      for (int i = 0; i < kMaxSplits; ++i) {
         const CombinePartial& part = p.partials[i];
         const int64_t index = b * part.out_batch_stride + s * part.out_row_stride + h * part.out_head_stride + d;
-        acc += weight[i] * load_as_float(part.out, index, part.dtype);
+        value[i] = i < p.num_partials ? load(part, index) : 0.f;
       }
+      float acc = 0.f;
+      // A partial that saw no key has weight 0 and may hold anything (even NaN): select, not multiply.
+#pragma unroll
+      for (int i = 0; i < kMaxSplits; ++i) acc += weight[i] != 0.f ? weight[i] * value[i] : 0.f;
+      store_from_float(p.out, out_base + d, p.out_dtype, acc);
     }
-    store_from_float(p.out, out_base + d, p.out_dtype, acc);
+  };
+  const int dtype = one_dtype ? p.partials[0].dtype : -1;
+  if (dtype == FLASHPLUS_DTYPE_FLOAT32) {
+    merge([](const CombinePartial& part, int64_t i) { return static_cast<const float*>(part.out)[i]; });
+  } else if (dtype == FLASHPLUS_DTYPE_BFLOAT16) {
+    merge([](const CombinePartial& part, int64_t i) {
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(part.out)[i]);
+    });
+  } else if (dtype == FLASHPLUS_DTYPE_FLOAT16) {
+    merge([](const CombinePartial& part, int64_t i) { return __half2float(static_cast<const __half*>(part.out)[i]); });
+  } else {
+    merge([](const CombinePartial& part, int64_t i) { return load_as_float(part.out, i, part.dtype); });
   }
   __syncwarp();
   if (lane == 0 && p.lse) p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + out_row * p.lse_row_stride] = lse;
