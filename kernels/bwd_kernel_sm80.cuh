@@ -50,6 +50,26 @@ __device__ __forceinline__ void load_row_stats(const BwdParams& p, const SeqlenI
   }
 }
 
+// Row tiles of one kind (64 x d, swizzled) laid out one after another from `first`: tile i.
+template <typename Traits>
+__device__ __forceinline__ auto row_tile(typename Traits::Element* first, int i) {
+  return cute::make_tensor(cute::make_smem_ptr(first + i * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+}
+
+// The dK/dV CTA's steps, head-major: (query head of the GQA group, query tile) pairs. Advanced by
+// counting rather than divided out of a step index: a division per step was a measurable share of
+// the issue slots.
+struct BwdStep {
+  int head;
+  int m_block;
+  __device__ __forceinline__ void advance(int first_m_block, int end_m_block) {
+    if (++m_block == end_m_block) {
+      m_block = first_m_block;
+      ++head;
+    }
+  }
+};
+
 template <typename Traits, bool kSoftcap>
 __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* smem) {
   using namespace cute;
@@ -77,9 +97,9 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
   // Shared memory: kStages x (Q, dO), K, V, P, dS, then kStages x (LSE, D) rows.
   Element* base = reinterpret_cast<Element*>(smem);
-  Element* staged = base;  // stage s: Q at 2 s, dO at 2 s + 1 row tiles
-  Tensor sK = make_tensor(make_smem_ptr(base + 2 * kStages * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Tensor sV = make_tensor(make_smem_ptr(base + (2 * kStages + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+  Element* staged = base;  // stage s: Q is row tile 2 s, dO row tile 2 s + 1
+  Tensor sK = row_tile<Traits>(base, 2 * kStages);
+  Tensor sV = row_tile<Traits>(base, 2 * kStages + 1);
   Element* scores = base + (2 * kStages + 2) * Traits::kRowsTileElems;
   Tensor sP = make_tensor(make_smem_ptr(scores), typename Traits::SmemLayoutScores{});
   Tensor sdS = make_tensor(make_smem_ptr(scores + Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
@@ -90,12 +110,10 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   Tensor sdSt = make_tensor(sdS.data(), typename Traits::SmemLayoutScoresT{});
   Tensor sdSt_shape = make_tensor(sdS.data(), typename Traits::SmemLayoutScoresTNoSwizzle{});
 
-  load_rows<kBlockN, kHeadDim, kNThreads>(sK, static_cast<const Element*>(f.k.data),
-                                          [&](int r) { return seq.key_offset(f.k, n0 + r, kv_head); },
-                                          seq.seqlen_k - n0, f.head_dim, f.k.aligned16, tid);
-  load_rows<kBlockN, kHeadDim, kNThreads>(sV, static_cast<const Element*>(f.v.data),
-                                          [&](int r) { return seq.key_offset(f.v, n0 + r, kv_head); },
-                                          seq.seqlen_k - n0, f.head_dim, f.v.aligned16, tid);
+  const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> k_loader(f.k, seq, kv_head, f.head_dim, tid);
+  const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> v_loader(f.v, seq, kv_head, f.head_dim, tid);
+  k_loader.load(sK, seq, kv_head, f.head_dim, n0, tid);
+  v_loader.load(sV, seq, kv_head, f.head_dim, n0, tid);
 
   TiledMma tiled_mma;
   auto thr_mma = tiled_mma.get_thread_slice(tid);
@@ -108,30 +126,34 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   Tensor coords_rc = rowcol_view(coords);
 
   // Query rows that see some key of [n0, n0 + kBlockN) under the window rule; the CTA visits
-  // every (query head of the group, query tile of those rows) pair, as one flat sequence of steps.
+  // every (query head of the group, query tile of those rows) pair.
   const int diagonal = seq.seqlen_k - seq.seqlen_q;
   int first_row = 0, last_row = seq.seqlen_q - 1;
   if (f.window_right >= 0) first_row = max(first_row, n0 - diagonal - f.window_right);
   if (f.window_left >= 0) last_row = min(last_row, n0 + kBlockN - 1 + f.window_left - diagonal);
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
   const int first_m_block = first_row / kBlockM;
-  const int m_blocks = first_row <= last_row ? last_row / kBlockM - first_m_block + 1 : 0;
-  const int steps = m_blocks * f.group_size;
-  auto step_head = [&](int step) { return kv_head * f.group_size + step / m_blocks; };
-  auto step_m0 = [&](int step) { return (first_m_block + step % m_blocks) * kBlockM; };
-  auto issue_step_loads = [&](int step, int stage) {
-    const int head = step_head(step), m0 = step_m0(step);
-    Tensor sQ = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-    Tensor sdO = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-    load_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<const Element*>(f.q.data),
-                                            [&](int r) { return seq.query_offset(f.q, m0 + r, head); },
-                                            seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
-    load_rows<kBlockM, kHeadDim, kNThreads>(sdO, static_cast<const Element*>(p.dout.data),
-                                            [&](int r) { return seq.query_offset(p.dout, m0 + r, head); },
-                                            seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
-    load_row_stats<kBlockM>(p, seq, m0, head, stats + 2 * stage * kBlockM, stats + (2 * stage + 1) * kBlockM, tid);
+  const int end_m_block = first_row <= last_row ? last_row / kBlockM + 1 : first_m_block;
+  const int steps = (end_m_block - first_m_block) * f.group_size;
+  const Element* q_data = static_cast<const Element*>(f.q.data);
+  const Element* dout_data = static_cast<const Element*>(p.dout.data);
+  auto issue_step_loads = [&](const BwdStep& at, int stage) {
+    const int m0 = at.m_block * kBlockM;
+    Tensor sQ = row_tile<Traits>(staged, 2 * stage);
+    Tensor sdO = row_tile<Traits>(staged, 2 * stage + 1);
+    load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q_data + seq.query_offset(f.q, m0, at.head), f.q.row_stride,
+                                                    seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
+    load_strided_rows<kBlockM, kHeadDim, kNThreads>(sdO, dout_data + seq.query_offset(p.dout, m0, at.head),
+                                                    p.dout.row_stride, seq.seqlen_q - m0, f.head_dim,
+                                                    p.dout.aligned16, tid);
+    load_row_stats<kBlockM>(p, seq, m0, at.head, stats + 2 * stage * kBlockM, stats + (2 * stage + 1) * kBlockM, tid);
   };
-  if (steps > 0) issue_step_loads(0, 0);
+  BwdStep current{kv_head * f.group_size, first_m_block};  // the step being computed
+  BwdStep next_load = current;                             // the next step whose tiles to load
+  if (steps > 0) {
+    issue_step_loads(next_load, 0);
+    next_load.advance(first_m_block, end_m_block);
+  }
   cp_async_fence();  // one group: K, V and the first step
 
   for (int step = 0; step < steps; ++step) {
@@ -139,7 +161,8 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     if constexpr (kStages == 1) {
       if (step > 0) {
         __syncthreads();  // the previous step's Q, dO, P, dS are no longer read
-        issue_step_loads(step, 0);
+        issue_step_loads(next_load, 0);
+        next_load.advance(first_m_block, end_m_block);
         cp_async_fence();
       }
     }
@@ -147,15 +170,17 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     __syncthreads();  // this step's tiles landed; every warp finished the previous step
     if constexpr (kStages == 2) {
       if (step + 1 < steps) {
-        issue_step_loads(step + 1, stage ^ 1);
+        issue_step_loads(next_load, stage ^ 1);
+        next_load.advance(first_m_block, end_m_block);
         cp_async_fence();
       }
     }
-    const int head = step_head(step), m0 = step_m0(step);
+    const int head = current.head, m0 = current.m_block * kBlockM;
+    current.advance(first_m_block, end_m_block);
     const LogitRule rule(f, batch, head, seq.seqlen_q, seq.seqlen_k);
     const uint32_t batch_head = static_cast<uint32_t>(batch * f.h_q + head);
-    Tensor sQ = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-    Tensor sdO = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sQ = row_tile<Traits>(staged, 2 * stage);
+    Tensor sdO = row_tile<Traits>(staged, 2 * stage + 1);
     // Transposed views: dO^T, Q^T (B of dV, dK).
     Tensor sQt = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsT{});
     Tensor sQt_shape = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
@@ -168,12 +193,12 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     clear(acc_dp);
     gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
     gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
-    const bool exact = rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN);
     Tensor s_rc = rowcol_view(acc_s);
     Tensor dp_rc = rowcol_view(acc_dp);
-    score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, stats + 2 * stage * kBlockM,
-                                                   stats + (2 * stage + 1) * kBlockM, rule, mask, f, batch_head, m0,
-                                                   n0, exact);
+    const float* row_lse = stats + 2 * stage * kBlockM;
+    const float* row_d = stats + (2 * stage + 1) * kBlockM;
+    score_gradients<Traits::kHasDropout, kSoftcap, true>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
+                                                         batch_head, m0, n0);
     store_fragment<TiledMma, Element>(acc_s, sP, tid);
     store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
     __syncthreads();
@@ -222,20 +247,19 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
   // Shared memory: Q, dO, kStages x (K, V), dS, LSE and D rows.
   constexpr int kStages = Traits::kStages;
   Element* base = reinterpret_cast<Element*>(smem);
-  Tensor sQ = make_tensor(make_smem_ptr(base), typename Traits::SmemLayoutRows{});
-  Tensor sdO = make_tensor(make_smem_ptr(base + Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-  Element* staged = base + 2 * Traits::kRowsTileElems;  // stage s: K at 2 s, V at 2 s + 1 row tiles
+  Tensor sQ = row_tile<Traits>(base, 0);
+  Tensor sdO = row_tile<Traits>(base, 1);
+  Element* staged = base + 2 * Traits::kRowsTileElems;  // stage s: K is row tile 2 s, V row tile 2 s + 1
   Element* scores = base + (2 + 2 * kStages) * Traits::kRowsTileElems;
   Tensor sdS = make_tensor(make_smem_ptr(scores), typename Traits::SmemLayoutScores{});
   float* row_lse = reinterpret_cast<float*>(scores + Traits::kScoresTileElems);
   float* row_d = row_lse + kBlockM;
 
-  load_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<const Element*>(f.q.data),
-                                          [&](int r) { return seq.query_offset(f.q, m0 + r, head); },
-                                          seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
-  load_rows<kBlockM, kHeadDim, kNThreads>(sdO, static_cast<const Element*>(p.dout.data),
-                                          [&](int r) { return seq.query_offset(p.dout, m0 + r, head); },
-                                          seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
+  load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<const Element*>(f.q.data) + seq.query_offset(f.q, m0, head),
+                                                  f.q.row_stride, seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
+  load_strided_rows<kBlockM, kHeadDim, kNThreads>(sdO,
+                                                  static_cast<const Element*>(p.dout.data) + seq.query_offset(p.dout, m0, head),
+                                                  p.dout.row_stride, seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
   load_row_stats<kBlockM>(p, seq, m0, head, row_lse, row_d, tid);
 
   TiledMma tiled_mma;
@@ -251,8 +275,8 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
   const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> k_loader(f.k, seq, kv_head, f.head_dim, tid);
   const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> v_loader(f.v, seq, kv_head, f.head_dim, tid);
   auto issue_kv_loads = [&](int n_block, int stage) {
-    Tensor sK = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-    Tensor sV = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sK = row_tile<Traits>(staged, 2 * stage);
+    Tensor sV = row_tile<Traits>(staged, 2 * stage + 1);
     k_loader.load(sK, seq, kv_head, f.head_dim, n_block * kBlockN, tid);
     v_loader.load(sV, seq, kv_head, f.head_dim, n_block * kBlockN, tid);
   };
@@ -277,8 +301,8 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
         cp_async_fence();
       }
     }
-    Tensor sK = make_tensor(make_smem_ptr(staged + 2 * stage * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
-    Tensor sV = make_tensor(make_smem_ptr(staged + (2 * stage + 1) * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
+    Tensor sK = row_tile<Traits>(staged, 2 * stage);
+    Tensor sV = row_tile<Traits>(staged, 2 * stage + 1);
     Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
     Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
 
@@ -291,8 +315,8 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
       gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
       Tensor s_rc = rowcol_view(acc_s);
       Tensor dp_rc = rowcol_view(acc_dp);
-      score_gradients<Traits::kHasDropout, kSoftcap>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
-                                                     batch_head, m0, n0, decltype(exact)::value);
+      score_gradients<Traits::kHasDropout, kSoftcap, decltype(exact)::value>(s_rc, dp_rc, coords_rc, row_lse, row_d,
+                                                                             rule, mask, f, batch_head, m0, n0);
       store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
       __syncthreads();
       gemm_smem<TiledMma, AtomN, AtomT>(acc_dq, sdS, sdS, sKt, sKt_shape, tid);  // dQ += dS K
@@ -313,25 +337,16 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
                                            seq.seqlen_q - m0, f.head_dim, p.dq.aligned16, tid);
 }
 
-// Softcap is decided once per launch, outside the tile code (see score_gradients).
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
   extern __shared__ __align__(128) char smem[];
-  if (p.fwd.softcap > 0.f) {
-    bwd_dkdv_tile_sm80<Traits, true>(p, smem);
-  } else {
-    bwd_dkdv_tile_sm80<Traits, false>(p, smem);
-  }
+  with_softcap_policy(p.fwd.softcap, [&](auto softcap) { bwd_dkdv_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
 }
 
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __grid_constant__ BwdParams p) {
   extern __shared__ __align__(128) char smem[];
-  if (p.fwd.softcap > 0.f) {
-    bwd_dq_tile_sm80<Traits, true>(p, smem);
-  } else {
-    bwd_dq_tile_sm80<Traits, false>(p, smem);
-  }
+  with_softcap_policy(p.fwd.softcap, [&](auto softcap) { bwd_dq_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
 }
 
 }  // namespace kernels

@@ -56,16 +56,15 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
 // In place: acc_s (raw q.k) becomes P * Z, acc_dp (dO.v) becomes dS_raw. All views rowcol.
 // row_lse: the natural-log LSE per tile row (+inf for rows outside the sequence: their P is 0);
 // row_d: D per tile row. m0 / n0: first query / key of the tile within the sequence.
-// kSoftcap is compile-time for the reason given at the forward's apply_logit_rule: a runtime flag
-// became predicated tanh code that every tile executed. `exact` tiles (sequence end, causal /
-// window edge, any ALiBi) apply the per-element rules; callers pass a constant where they can
-// afford two copies of the tile code (the dQ kernel), a runtime value where that costs more
-// registers than it saves (the dK/dV kernel, which keeps two accumulators live).
-template <bool kHasDropout, bool kSoftcap, typename AccS, typename AccDP, typename Coords>
+// kSoftcap and kExact are compile-time for the reason given at the forward's apply_logit_rule: as
+// runtime flags they became predicated code that every tile executed (the tanh sequence; the mask
+// and ALiBi terms). kExact tiles (sequence end, causal / window edge, any ALiBi) apply the
+// per-element rules, interior tiles only scale.
+template <bool kHasDropout, bool kSoftcap, bool kExact, typename AccS, typename AccDP, typename Coords>
 __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const Coords& coords_rc,
                                                 const float* row_lse, const float* row_d, const LogitRule& rule,
                                                 const WindowMask& mask, const FwdParams& p, uint32_t batch_head,
-                                                int m0, int n0, bool exact) {
+                                                int m0, int n0) {
   using namespace cute;
   constexpr int kRows = decltype(size<0>(s_rc))::value;
   constexpr int kCols = decltype(size<1>(s_rc))::value;
@@ -79,7 +78,7 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
   if constexpr (kHasDropout) keep_bits = dropout_keep_bits(coords_rc, p.dropout, batch_head, m0, n0);
   const float logit_scale = kSoftcap ? rule.softcap_outer : rule.scale_log2;
   const float rescale = kHasDropout ? p.dropout_rescale : 1.f;
-  const float slope_log2 = exact && rule.has_alibi ? rule.slope_log2 : 0.f;
+  const float slope_log2 = kExact && rule.has_alibi ? rule.slope_log2 : 0.f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int row = get<0>(coords_rc(r, 0));
@@ -92,7 +91,7 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
       const float t_or_s = s_rc(r, c);
       float x2 = t_or_s * logit_scale;
       bool visible = true;
-      if (exact) {
+      if constexpr (kExact) {
         x2 -= slope_log2 * static_cast<float>(abs(i + rule.diagonal - j));
         visible = mask.visible(i, j);
       }

@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "fwd_params.h"
 
@@ -22,6 +23,18 @@ namespace kernels {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+// Runs body(std::true_type{}) when softcap is on, body(std::false_type{}) otherwise: kernels pick
+// their softcap policy once per launch, at the top (see the forward's apply_logit_rule for why it
+// is not a runtime flag inside the tile code).
+template <typename Body>
+__device__ __forceinline__ void with_softcap_policy(float softcap, Body&& body) {
+  if (softcap > 0.f) {
+    body(std::true_type{});
+  } else {
+    body(std::false_type{});
+  }
+}
 
 struct LogitRule {
   float scale_log2 = 0.f;     // softmax_scale * log2(e): the whole rule without softcap or ALiBi

@@ -66,6 +66,39 @@ __device__ __forceinline__ void load_rows(SmemTile& tile, const Element* base, R
   }
 }
 
+// load_rows for rows a fixed stride apart (query rows of every layout; dense and varlen keys):
+// row r of the tile starts at row0 + r * row_stride. When the threads cover whole rows per pass
+// and 16-byte copies are allowed, each thread keeps one column and steps one pointer: the
+// backward's per-step Q / dO loads spent more issue slots on per-chunk 64-bit offsets (and on
+// reloading their spilled operands) than on the copies.
+template <int kRows, int kHeadDim, int kNThreads, typename Element, typename SmemTile>
+__device__ __forceinline__ void load_strided_rows(SmemTile& tile, const Element* row0, int64_t row_stride,
+                                                  int valid_rows, int head_dim, bool aligned16, int tid) {
+  constexpr int kChunksPerRow = kHeadDim / 8;
+  if constexpr (kNThreads % kChunksPerRow == 0) {
+    if (aligned16 && head_dim % 8 == 0) {
+      constexpr int kRowStep = kNThreads / kChunksPerRow;
+      const int first_row = tid / kChunksPerRow;
+      const int col = (tid % kChunksPerRow) * 8;
+      const Element* src = row0 + first_row * row_stride + col;
+      const bool column_inside = col < head_dim;
+#pragma unroll
+      for (int it = 0; it < kRows / kRowStep; ++it) {
+        const int row = first_row + it * kRowStep;
+        Element* dst = &tile(row, col);
+        if (row < valid_rows && column_inside) {
+          cp_async_16(dst, src + static_cast<int64_t>(it * kRowStep) * row_stride);
+        } else {
+          *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+        }
+      }
+      return;
+    }
+  }
+  load_rows<kRows, kHeadDim, kNThreads>(tile, row0, [&](int r) { return r * row_stride; }, valid_rows, head_dim,
+                                        aligned16, tid);
+}
+
 // Writes rows [0, valid_rows) x features [0, head_dim) of the shared tile `tile` to
 // base + row_offset(r); 16-byte stores when aligned16, element-wise otherwise.
 template <int kRows, int kHeadDim, int kNThreads, typename Element, typename SmemTile, typename RowOffset>
