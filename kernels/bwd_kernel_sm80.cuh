@@ -330,6 +330,10 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
 
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with sQ: it stages dQ now
+  if (seq.index_errors) {  // a bad index (seqlen_info.cuh): NaN, not the gradient of "no keys"
+#pragma unroll
+    for (int e = 0; e < size(acc_dq); ++e) acc_dq(e) = NAN;
+  }
   store_fragment<TiledMma, Element>(acc_dq, sQ, tid);
   __syncthreads();
   store_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<Element*>(p.dq.data),

@@ -29,8 +29,10 @@ __global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(con
   const int64_t b = row / p.heads / p.seqlen;
   int64_t out_row = s;
   if (p.out_cu_seqlens) {
-    if (s >= p.out_cu_seqlens[b + 1] - p.out_cu_seqlens[b]) return;
-    out_row += p.out_cu_seqlens[b];
+    // A bad entry (the forward kernel has reported it) writes nothing rather than out of bounds.
+    const int64_t first = p.out_cu_seqlens[b], last = p.out_cu_seqlens[b + 1];
+    if (first < 0 || last < first || last > p.out_rows_total || s >= last - first) return;
+    out_row += first;
   }
 
   // Every load below is unconditional for i < num_partials (a predicate, not a branch), so a
@@ -45,8 +47,10 @@ __global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(con
                            : -INFINITY;
   }
   float max_lse = -INFINITY;
+  bool poisoned = false;  // a NaN partial (a bad index in its keys) makes the row NaN, never dropped
 #pragma unroll
   for (int i = 0; i < kMaxSplits; ++i) {
+    poisoned |= isnan(partial_lse[i]);
     if (!isfinite(partial_lse[i])) partial_lse[i] = -INFINITY;
     max_lse = fmaxf(max_lse, partial_lse[i]);
   }
@@ -54,7 +58,7 @@ __global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(con
   float sum = 0.f;
 #pragma unroll
   for (int i = 0; i < kMaxSplits; ++i) sum += i < p.num_partials ? expf(partial_lse[i] - max_lse) : 0.f;
-  const float lse = saw_no_key ? INFINITY : max_lse + logf(sum);
+  const float lse = poisoned ? NAN : saw_no_key ? INFINITY : max_lse + logf(sum);
   float weight[kMaxSplits];
 #pragma unroll
   for (int i = 0; i < kMaxSplits; ++i) weight[i] = saw_no_key ? 0.f : expf(partial_lse[i] - lse);
@@ -78,7 +82,7 @@ __global__ void __launch_bounds__(kCombineWarpsPerBlock * 32) combine_kernel(con
       // A partial that saw no key has weight 0 and may hold anything (even NaN): select, not multiply.
 #pragma unroll
       for (int i = 0; i < kMaxSplits; ++i) acc += weight[i] != 0.f ? weight[i] * value[i] : 0.f;
-      store_from_float(p.out, out_base + d, p.out_dtype, acc);
+      store_from_float(p.out, out_base + d, p.out_dtype, poisoned ? NAN : acc);
     }
   };
   const int dtype = one_dtype ? p.partials[0].dtype : -1;

@@ -9,6 +9,7 @@
 // Anything else (no such variant, too little shared memory on the device) is UNSUPPORTED with a
 // message naming the missing variant and what the build has.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <sstream>
@@ -29,6 +30,27 @@ cudaError_t check_kernel_image();  // launch_combine.cu
 
 namespace cuda {
 namespace {
+
+// FLASHPLUS_INDEX_ERROR_* bits that kernels record when an index tensor holds a bad entry. A
+// __device__ variable, not an allocation: it exists on every device the module is loaded on, and
+// taking its address needs no allocation during CUDA-graph capture.
+__device__ uint32_t g_index_errors;
+
+// Its address on the current device, looked up once per device (a runtime call per launch
+// would cost more than the check it serves).
+uint32_t* index_error_word() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<uint32_t*> addresses[kMaxDevices] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0) return nullptr;
+  if (device < kMaxDevices) {
+    if (uint32_t* known = addresses[device].load(std::memory_order_relaxed)) return known;
+  }
+  void* address = nullptr;
+  if (cudaGetSymbolAddress(&address, g_index_errors) != cudaSuccess) return nullptr;
+  if (device < kMaxDevices) addresses[device].store(static_cast<uint32_t*>(address), std::memory_order_relaxed);
+  return static_cast<uint32_t*>(address);
+}
 
 using kernels::BwdParams;
 using kernels::BwdVariant;
@@ -220,6 +242,10 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
   f.block_table_batch_stride = p.seqs.block_table_batch_stride;
   f.page_size = p.seqs.page_size;
   f.max_blocks_per_seq = p.seqs.max_blocks_per_seq;
+  f.q_rows_total = p.seqs.total_q;
+  f.kv_entries = p.seqs.kv_entries;
+  f.kv_capacity = p.seqs.kv_capacity;
+  f.index_errors = index_error_word();
   f.softmax_scale = p.mods.softmax_scale;
   f.softcap = p.mods.softcap;
   f.window_left = p.mods.window_left;
@@ -373,6 +399,7 @@ Status fwd(const FwdProblem& problem) {
                                     params.max_seqlen_q, params.h_q, variant->head_dim);
     set_combine_output(c, problem.out, problem.lse);
     c.out_cu_seqlens = problem.seqs.cu_seqlens_q;
+    c.out_rows_total = problem.seqs.total_q;
     e = kernels::launch_combine(c, stream);
     if (e != cudaSuccess) return device_error("launch of the split-KV combine kernel", e);
   }
@@ -472,10 +499,13 @@ Status kv_append(const KvAppendProblem& p) {
   k.block_table_batch_stride = p.seqs.block_table_batch_stride;
   k.page_size = p.seqs.page_size;
   k.cache_capacity = p.seqs.max_seqlen_k;
+  k.cache_entries = p.seqs.kv_entries;
+  k.index_errors = index_error_word();
   k.rotary_cos = p.rotary_cos;
   k.rotary_sin = p.rotary_sin;
   k.rotary_row_stride = p.rotary_row_stride;
   k.rotary_dim = p.rotary_dim;
+  k.rotary_rows = p.rotary_seqlen;
   k.rotary_interleaved = p.rotary_interleaved;
   k.rotary_q_all_rows_at_cache_end = p.rotary_q_all_rows_at_cache_end;
   const cudaError_t e = kernels::launch_kv_append(k, static_cast<cudaStream_t>(p.stream));
@@ -576,6 +606,23 @@ void workspace_free(void* ptr, int device_index, void* stream) {
 }
 
 const char* build_info_json() { return kernels::kCudaBuildInfoJson; }
+
+Status take_index_errors(int device_index, uint32_t& flags) {
+  flags = 0;
+  DeviceGuard guard(device_index);
+  if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
+  cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) return device_error("cudaDeviceSynchronize", e);
+  uint32_t recorded = 0;
+  const uint32_t zero = 0;
+  // The read and the clear are one exchange on the host side only after the synchronisation:
+  // no kernel of this device is running, so nothing is lost between them.
+  e = cudaMemcpyFromSymbol(&recorded, g_index_errors, sizeof(recorded));
+  if (e == cudaSuccess) e = cudaMemcpyToSymbol(g_index_errors, &zero, sizeof(zero));
+  if (e != cudaSuccess) return device_error("reading the index-error word", e);
+  flags = recorded;
+  return Status::ok();
+}
 
 }  // namespace cuda
 }  // namespace flashplus

@@ -201,6 +201,12 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 
   float lse[kRows];
   softmax.finalize(acc_o_rc, Traits::kHasDropout ? p.dropout_rescale : 1.f, lse);
+  if (seq.index_errors) {  // a bad index (seqlen_info.cuh): the rows' results are NaN, not "no keys"
+#pragma unroll
+    for (int e = 0; e < size(acc_o); ++e) acc_o(e) = NAN;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) lse[r] = NAN;
+  }
   FwdEpilogueSm80<Traits>::store(p, seq, rows, tile.batch, tile.m_block, tile.split, acc_o, lse, sQ, tid);
 }
 

@@ -63,6 +63,14 @@ struct FwdParams {
   int page_size = 0;
   int max_blocks_per_seq = 0;
 
+  // Extents the index tensors' contents are checked against on the device (seqlen_info.cuh):
+  // CUDA validation does not read device memory, so every index is checked where it is used.
+  int64_t q_rows_total = 0;  // varlen: q.size(0)
+  int64_t kv_entries = 0;    // k.size(0): dense batch entries, varlen rows, or pages
+  int64_t kv_capacity = 0;   // key rows one sequence may address (s_k, or max_blocks * page_size)
+  // FLASHPLUS_INDEX_ERROR_* bits of every bad index met, or'ed in (null: not recorded).
+  uint32_t* index_errors = nullptr;
+
   // Logit modifiers and masks.
   float softmax_scale = 1.f;
   float softcap = 0.f;  // 0 = off

@@ -73,16 +73,19 @@ class KeyTileLoader {
 #pragma unroll
       for (int it = 0; it < kChunksPerThread; ++it) {
         const int row = first_row + it * kRowStep;
-        page[it] = row < valid_rows ? seq.pages[seq.page_of(n0 + row)] : 0;
+        page[it] = row < valid_rows ? seq.page(seq.page_of(n0 + row)) : 0;
       }
       const Element* head_base = static_cast<const Element*>(t_.data) + static_cast<int64_t>(kv_head) * t_.head_stride + col;
 #pragma unroll
       for (int it = 0; it < kChunksPerThread; ++it) {
         const int row = first_row + it * kRowStep;
         Element* dst = &tile(row, col);
-        if (row < valid_rows && column_inside) {
+        if (row < valid_rows && column_inside && page[it] >= 0) {
           const int in_page = seq.row_in_page(n0 + row);
           cp_async_16(dst, head_base + page[it] * t_.batch_stride + static_cast<int64_t>(in_page) * t_.row_stride);
+        } else if (page[it] < 0) {
+          // A bad block-table entry (reported by page()): NaN keys, so the rows that see them are NaN.
+          *reinterpret_cast<uint4*>(dst) = make_uint4(~0u, ~0u, ~0u, ~0u);
         } else {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
         }

@@ -63,6 +63,7 @@ struct CombineParams {
   // Optional (batch + 1): out / lse are varlen. Row s of batch entry b goes to global row
   // cu_seqlens[b] + s (rows past the entry's length are skipped); partials stay (b, s)-indexed.
   const int32_t* out_cu_seqlens = nullptr;
+  int64_t out_rows_total = 0;  // rows of the varlen output: bad out_cu_seqlens entries are skipped
 };
 
 cudaError_t launch_combine(const CombineParams& params, cudaStream_t stream);
@@ -79,11 +80,14 @@ struct KvAppendParams {
   const int32_t* block_table = nullptr;
   int64_t block_table_batch_stride = 0;
   int page_size = 0;
-  int cache_capacity = 0;  // rows per cache entry (dense) when cache_seqlens is absent
+  int cache_capacity = 0;  // rows per sequence (dense entry, or max_blocks * page_size when paged)
+  int64_t cache_entries = 0;  // k_cache.size(0): batch entries, or pages when paged
+  uint32_t* index_errors = nullptr;  // FLASHPLUS_INDEX_ERROR_* bits of bad indices, or'ed in
   const void* rotary_cos = nullptr;  // (s_ro, rotary_dim / 2), q's dtype
   const void* rotary_sin = nullptr;
   int64_t rotary_row_stride = 0;
   int rotary_dim = 0;  // 0 = off
+  int64_t rotary_rows = 0;  // rotary_cos.size(0): positions past it are an index error
   bool rotary_interleaved = true;
   bool rotary_q_all_rows_at_cache_end = false;
 };

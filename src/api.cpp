@@ -193,6 +193,15 @@ FLASHPLUS_API void flashplus_combine_args_init(flashplus_combine_args* args) {
 
 FLASHPLUS_API const char* flashplus_last_error(void) { return last_error_text.c_str(); }
 
+FLASHPLUS_API flashplus_status flashplus_take_index_errors(int32_t device_index, uint32_t* flags) {
+  return flashplus::guarded([&]() -> flashplus::Status {
+    if (!flags) return flashplus::Status::error(FLASHPLUS_STATUS_INVALID_ARGUMENT, "flags must not be NULL");
+    *flags = 0;
+    if (!flashplus::cuda::compiled()) return flashplus::Status::ok();
+    return flashplus::cuda::take_index_errors(device_index, *flags);
+  });
+}
+
 FLASHPLUS_API const char* flashplus_status_name(flashplus_status status) {
   switch (status) {
     case FLASHPLUS_STATUS_OK: return "OK";

@@ -50,6 +50,8 @@ void* workspace_alloc(size_t bytes, int device_index, void* stream);
 void workspace_free(void* ptr, int device_index, void* stream);
 // The "cuda" object of build_info JSON.
 const char* build_info_json();
+// Synchronises the device, then moves its recorded FLASHPLUS_INDEX_ERROR_* bits into `flags`.
+Status take_index_errors(int device_index, uint32_t& flags);
 }  // namespace cuda
 
 }  // namespace flashplus

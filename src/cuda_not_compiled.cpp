@@ -25,6 +25,10 @@ Status combine(const CombineProblem&) { return not_compiled(); }
 void* workspace_alloc(size_t, int, void*) { return nullptr; }
 void workspace_free(void*, int, void*) {}
 const char* build_info_json() { return "{\"compiled\": false}"; }
+Status take_index_errors(int, uint32_t& flags) {
+  flags = 0;
+  return Status::ok();
+}
 
 }  // namespace cuda
 }  // namespace flashplus

@@ -72,6 +72,10 @@ struct SeqLayout {
   int64_t block_table_batch_stride = 0;
   int32_t page_size = 0;
   int32_t max_blocks_per_seq = 0;
+  // Extents that index contents must respect; CUDA kernels check them where they read indices.
+  int64_t total_q = 0;      // varlen: q.size(0)
+  int64_t kv_entries = 0;   // k.size(0): dense batch entries, varlen rows or pages
+  int64_t kv_capacity = 0;  // key rows one sequence may address
 };
 
 struct FwdProblem {

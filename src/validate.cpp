@@ -277,6 +277,9 @@ SeqLayout make_layout(const LayoutInputs& in, bool read_contents, int64_t& h_k_o
   }
   if (capacity > INT32_MAX) fail("the key sequence capacity exceeds 2^31 - 1 rows");
   h_k_out = k.sizes[k.ndim - 2];
+  seqs.total_q = q.sizes[0];
+  seqs.kv_entries = k.sizes[0];
+  seqs.kv_capacity = capacity;
 
   if (varlen) {
     if (in.max_seqlen_q < 0 || in.max_seqlen_k < 0) {

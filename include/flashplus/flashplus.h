@@ -29,10 +29,12 @@
  *  - head dims 1..256 (CUDA compiles a set and pads the rest), dtypes fp16 / bf16 (fp32 on CPU).
  *
  * Index tensors (cu_seqlens, seqused_k, leftpad, block_table, cache_seqlens, cache_batch_idx):
- * on CPU their contents are checked before any read. On CUDA they are not read by validation
- * (that would need a device synchronisation per call and would break CUDA-graph capture), and the
- * generation-1 kernels do not yet guard against out-of-range contents: the caller must pass valid
- * indices on CUDA (flash-attn's contract). Shapes, strides, dtypes and devices are checked everywhere.
+ * on CPU their contents are checked before any read (INVALID_ARGUMENT naming the entry). On CUDA
+ * validation cannot read them (that would need a device synchronisation per call and would break
+ * CUDA-graph capture), so the kernels check every index where they use it: a bad entry is never
+ * followed out of bounds. Its sequence reads nothing, outputs that can still be located become
+ * NaN, and a FLASHPLUS_INDEX_ERROR_* bit is recorded on the device; flashplus_take_index_errors()
+ * returns (and clears) those bits. Shapes, strides, dtypes and devices are checked everywhere.
  *
  * Tensors are pointer + sizes + strides in elements. The last dimension must have stride 1;
  * every other stride is honoured (it may be zero or arbitrary). All tensors of one call live on
@@ -66,6 +68,15 @@ typedef enum flashplus_status {
   FLASHPLUS_STATUS_OUT_OF_MEMORY = 5,
   FLASHPLUS_STATUS_INTERNAL_ERROR = 6
 } flashplus_status;
+
+/* Bits of flashplus_take_index_errors(): which index tensor held a bad entry (CUDA only). */
+#define FLASHPLUS_INDEX_ERROR_CU_SEQLENS_Q 0x1u    /* decreasing, negative or past total_q */
+#define FLASHPLUS_INDEX_ERROR_CU_SEQLENS_K 0x2u    /* decreasing, negative or past the keys */
+#define FLASHPLUS_INDEX_ERROR_SEQUSED_K 0x4u       /* seqused_k / cache_seqlens outside the rows */
+#define FLASHPLUS_INDEX_ERROR_LEFTPAD_K 0x8u       /* leftpad_k / cache_leftpad outside [0, end] */
+#define FLASHPLUS_INDEX_ERROR_CACHE_BATCH_IDX 0x10u /* outside [0, k_cache.size(0)) */
+#define FLASHPLUS_INDEX_ERROR_BLOCK_TABLE 0x20u    /* a page outside [0, num_blocks) */
+#define FLASHPLUS_INDEX_ERROR_MAX_SEQLEN 0x40u     /* a sequence longer than max_seqlen_q / _k */
 
 typedef enum flashplus_dtype {
   FLASHPLUS_DTYPE_FLOAT16 = 0,
@@ -250,6 +261,12 @@ FLASHPLUS_API void flashplus_combine_args_init(flashplus_combine_args* args);
 /* Text of the last failure on this thread ("" when the last call succeeded). Valid until the
  * next flashplus call on the same thread. */
 FLASHPLUS_API const char* flashplus_last_error(void);
+
+/* Waits for the device's work to finish, then stores in *flags the FLASHPLUS_INDEX_ERROR_* bits
+ * that kernels on CUDA device `device_index` recorded since the previous call, and clears them.
+ * 0 when every index was valid. A build without CUDA answers OK with 0 (nothing can be recorded).
+ * It synchronises: call it to debug or after a batch of work, not after every call. */
+FLASHPLUS_API flashplus_status flashplus_take_index_errors(int32_t device_index, uint32_t* flags);
 FLASHPLUS_API const char* flashplus_status_name(flashplus_status status);
 
 FLASHPLUS_API const char* flashplus_version(void); /* "0.1.0" */

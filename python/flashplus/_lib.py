@@ -168,6 +168,7 @@ _SIGNATURES = {
     "flashplus_kvcache_args_init": (None, [ctypes.POINTER(KvcacheArgs)]),
     "flashplus_combine_args_init": (None, [ctypes.POINTER(CombineArgs)]),
     "flashplus_last_error": (ctypes.c_char_p, []),
+    "flashplus_take_index_errors": (_c_int32, [_c_int32, ctypes.POINTER(_c_uint32)]),
     "flashplus_status_name": (ctypes.c_char_p, [_c_int32]),
     "flashplus_version": (ctypes.c_char_p, []),
     "flashplus_abi_version": (_c_uint32, []),

@@ -7,6 +7,7 @@
 // takes (the chunked path).
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -240,6 +241,106 @@ std::vector<KvSpec> kv_specs() {
 
 INSTANTIATE_TEST_SUITE_P(Cases, CudaKvCache, ::testing::ValuesIn(kv_specs()),
                          [](const ::testing::TestParamInfo<KvSpec>& info) { return info.param.name; });
+
+// ---- bad index contents on CUDA ----
+// Validation cannot read device index tensors, so the kernels check them where they use them.
+// One batch entry (1) gets a bad index; the call must still return OK, record the right
+// FLASHPLUS_INDEX_ERROR_* bit, leave entry 0's results exactly as in a run with valid indices,
+// write nothing into entry 1's cache rows, and turn entry 1's outputs into NaN. The "Small" cases
+// also run under compute-sanitizer memcheck (tools/device_check.sh): no access out of bounds.
+
+struct BadIndexSpec {
+  std::string name;
+  KvSpec base;
+  uint32_t expected_bit;
+  std::function<void(KvHost&, const KvSpec&)> corrupt;  // makes entry 1's index bad
+  bool out_nan = true;  // entry 1's out / LSE become NaN (every query sees the bad keys)
+};
+
+std::ostream& operator<<(std::ostream& os, const BadIndexSpec& s) { return os << s.name; }
+
+class CudaKvCacheBadIndex : public ::testing::TestWithParam<BadIndexSpec> {};
+
+TEST_P(CudaKvCacheBadIndex, RecordedContainedAndNaN) {
+  FPCUDA_SKIP_WITHOUT_GPU();
+  const BadIndexSpec& spec = GetParam();
+  const KvSpec& s = spec.base;
+  if (!cuda_variant_compiled(FLASHPLUS_DTYPE_BFLOAT16, s.d, false, "fwd")) GTEST_SKIP() << "variant not compiled";
+  uint32_t stale = 0;
+  ASSERT_EQ(flashplus_take_index_errors(0, &stale), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+
+  const KvHost good = build(s);
+  const KvResult valid = run_kv_gpu(s, good);
+  ASSERT_EQ(valid.status, FLASHPLUS_STATUS_OK) << valid.error;
+  uint32_t flags = 1234;
+  ASSERT_EQ(flashplus_take_index_errors(0, &flags), FLASHPLUS_STATUS_OK);
+  EXPECT_EQ(flags, 0u) << "valid indices recorded an error";
+
+  KvHost bad = good;
+  spec.corrupt(bad, s);
+  const KvResult got = run_kv_gpu(s, bad);
+  ASSERT_EQ(got.status, FLASHPLUS_STATUS_OK) << got.error;
+  ASSERT_EQ(flashplus_take_index_errors(0, &flags), FLASHPLUS_STATUS_OK);
+  EXPECT_NE(flags & spec.expected_bit, 0u) << "recorded bits 0x" << std::hex << flags;
+  ASSERT_EQ(flashplus_take_index_errors(0, &flags), FLASHPLUS_STATUS_OK);
+  EXPECT_EQ(flags, 0u) << "taking the bits clears them";
+
+  // Entry 0: bit-identical to the valid run (same kernels, same split count).
+  const size_t out_per_entry = static_cast<size_t>(s.s_q) * s.h_q * s.d;
+  const size_t lse_per_entry = static_cast<size_t>(s.h_q) * s.s_q;
+  for (size_t i = 0; i < out_per_entry; ++i) ASSERT_EQ(got.out[i], valid.out[i]) << "entry 0 out " << i;
+  for (size_t i = 0; i < lse_per_entry; ++i) ASSERT_EQ(got.lse[i], valid.lse[i]) << "entry 0 lse " << i;
+  // Entry 1: NaN where its outputs are known.
+  if (spec.out_nan) {
+    int64_t finite = 0;
+    for (size_t i = out_per_entry; i < 2 * out_per_entry; ++i) finite += std::isfinite(bf16_bits_to_float(got.out[i]));
+    for (size_t i = lse_per_entry; i < 2 * lse_per_entry; ++i) finite += std::isfinite(got.lse[i]);
+    EXPECT_EQ(finite, 0) << "entry 1 outputs that are not NaN";
+  }
+  // The caches: nothing is written that the valid run did not write (a bad entry appends nothing,
+  // and nothing lands outside the cache rows of the two entries).
+  int64_t changed = 0;
+  for (size_t i = 0; i < got.k_cache.size(); ++i) {
+    const bool valid_run_wrote = valid.k_cache[i] != good.k_cache[i] || valid.v_cache[i] != good.v_cache[i];
+    if (valid_run_wrote) continue;
+    changed += got.k_cache[i] != good.k_cache[i] || got.v_cache[i] != good.v_cache[i];
+  }
+  EXPECT_EQ(changed, 0) << "cache elements written outside entry 0's appended rows";
+}
+
+std::vector<BadIndexSpec> bad_index_specs() {
+  std::vector<BadIndexSpec> v;
+  const KvSpec paged{.name = "paged", .s_q = 2, .s_new = 2, .s_cache = 64, .page_size = 16, .cache_seqlens = {40, 17}};
+  v.push_back({"SmallBlockTablePastEnd", paged, FLASHPLUS_INDEX_ERROR_BLOCK_TABLE,
+               [](KvHost& h, const KvSpec&) { h.block_table[h.max_blocks + 0] = h.pages + 5; }});
+  // Slot 1 of entry 1 holds the append target (rows 17, 18) and keys 16..18: append skipped, NaN out.
+  v.push_back({"SmallBlockTableNegative", paged, FLASHPLUS_INDEX_ERROR_BLOCK_TABLE,
+               [](KvHost& h, const KvSpec&) { h.block_table[h.max_blocks + 1] = -3; }});
+  const KvSpec dense{.name = "dense", .cache_batch_idx = {2, 0}};
+  v.push_back({"SmallCacheBatchIdxPastEnd", dense, FLASHPLUS_INDEX_ERROR_CACHE_BATCH_IDX,
+               [](KvHost& h, const KvSpec& s) { h.batch_idx[1] = s.cache_batch + 4; }});
+  v.push_back({"SmallCacheBatchIdxNegative", dense, FLASHPLUS_INDEX_ERROR_CACHE_BATCH_IDX,
+               [](KvHost& h, const KvSpec&) { h.batch_idx[1] = -1; }});
+  v.push_back({"SmallCacheSeqlensPastCapacity", dense, FLASHPLUS_INDEX_ERROR_SEQUSED_K,
+               [](KvHost& h, const KvSpec& s) { h.seqlens[1] = s.s_cache + 9; }});
+  v.push_back({"SmallCacheSeqlensNegative", dense, FLASHPLUS_INDEX_ERROR_SEQUSED_K,
+               [](KvHost& h, const KvSpec&) { h.seqlens[1] = -7; }});
+  const KvSpec leftpad{.name = "leftpad", .leftpad = {10, 3}, .rotary_dim = 0};
+  v.push_back({"SmallLeftpadPastEnd", leftpad, FLASHPLUS_INDEX_ERROR_LEFTPAD_K,
+               [](KvHost& h, const KvSpec& s) { h.leftpad[1] = h.seqlens[1] + s.s_new + 1; }});
+  KvSpec split = paged;
+  split.s_q = 1;
+  split.s_new = 1;
+  split.s_cache = 256;
+  split.cache_seqlens = {200, 150};
+  split.num_splits = 3;  // entry 1: 151 keys in 3 key tiles, the bad page (rows 32..47) in one split
+  v.push_back({"SmallBlockTableSplitKV", split, FLASHPLUS_INDEX_ERROR_BLOCK_TABLE,
+               [](KvHost& h, const KvSpec&) { h.block_table[h.max_blocks + 2] = 1 << 30; }});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CudaKvCacheBadIndex, ::testing::ValuesIn(bad_index_specs()),
+                         [](const ::testing::TestParamInfo<BadIndexSpec>& info) { return info.param.name; });
 
 // ---- combine ----
 

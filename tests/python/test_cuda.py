@@ -107,3 +107,31 @@ def test_unsupported_request_names_the_build():
         flash_attn_func(q, q, q)
     message = str(info.value)
     assert "float32" in message or "dtype" in message
+
+
+def test_bad_block_table_entry_is_reported_and_nan():
+    """A block_table entry past num_blocks on CUDA: no out-of-bounds read, the affected sequence's
+    output is NaN, the other sequence is exact, and take_index_errors names block_table."""
+    import flashplus
+    torch.manual_seed(3)
+    b, h, h_k, d, page, blocks = 2, 4, 2, 64, 16, 4
+    dtype = torch.bfloat16
+    num_blocks = b * blocks
+    k_cache = torch.randn(num_blocks, page, h_k, d, device="cuda", dtype=dtype)
+    v_cache = torch.randn_like(k_cache)
+    table = torch.arange(num_blocks, dtype=torch.int32, device="cuda").reshape(b, blocks)
+    seqlens = torch.tensor([50, 37], dtype=torch.int32, device="cuda")
+    q = torch.randn(b, 1, h, d, device="cuda", dtype=dtype)
+    flashplus.take_index_errors()  # clear what earlier tests left
+    good = flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens, block_table=table)
+    assert flashplus.take_index_errors() == []
+    bad_table = table.clone()
+    bad_table[1, 0] = num_blocks + 100
+    out = flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens, block_table=bad_table)
+    errors = flashplus.take_index_errors()
+    assert len(errors) == 1 and errors[0].startswith("block_table"), errors
+    assert torch.equal(out[0], good[0])
+    assert torch.isnan(out[1]).all()
+    with pytest.raises(flashplus.InvalidArgumentError, match="block_table"):
+        flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens, block_table=bad_table)
+        flashplus.check_index_errors()

@@ -148,3 +148,16 @@ def test_error_types():
     assert issubclass(flashplus.InvalidArgumentError, ValueError)
     assert issubclass(flashplus.UnsupportedError, RuntimeError)
     assert issubclass(flashplus.NotCompiledError, RuntimeError)
+
+
+def test_take_index_errors_without_a_gpu():
+    """CUDA index contents are checked by the kernels; reading their record needs a device."""
+    import flashplus
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: tests/python/test_cuda.py covers the record")
+    if not flashplus.build_info().get("cuda", {}).get("compiled", False):
+        assert flashplus.take_index_errors() == []
+        flashplus.check_index_errors()
+    else:
+        with pytest.raises(flashplus.DeviceError):
+            flashplus.take_index_errors()
