@@ -344,13 +344,13 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
   extern __shared__ __align__(128) char smem[];
-  with_softcap_policy(p.fwd.softcap, [&](auto softcap) { bwd_dkdv_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
+  with_softcap_policy(p.fwd.softcap, [&](auto softcap) __attribute__((always_inline)) { bwd_dkdv_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
 }
 
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads) bwd_dq_kernel_sm80(const __grid_constant__ BwdParams p) {
   extern __shared__ __align__(128) char smem[];
-  with_softcap_policy(p.fwd.softcap, [&](auto softcap) { bwd_dq_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
+  with_softcap_policy(p.fwd.softcap, [&](auto softcap) __attribute__((always_inline)) { bwd_dq_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
 }
 
 }  // namespace kernels

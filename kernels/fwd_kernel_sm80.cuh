@@ -214,7 +214,7 @@ template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __grid_constant__ FwdParams p) {
   extern __shared__ __align__(128) char smem[];
   const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
-  with_softcap_policy(p.softcap, [&](auto softcap) { fwd_tile_sm80<Traits, decltype(softcap)::value>(p, tile, smem); });
+  with_softcap_policy(p.softcap, [&](auto softcap) __attribute__((always_inline)) { fwd_tile_sm80<Traits, decltype(softcap)::value>(p, tile, smem); });
 }
 
 }  // namespace kernels
