@@ -30,7 +30,7 @@ def main():
         vc = torch.randn_like(kc)
         lens = torch.full((b,), ctx, dtype=torch.int32, device=dev)
         show(f"decode b={b} ctx={ctx}", lambda: flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens))
-    for s, d in [(1024, 128), (4096, 128)]:
+    for s, d in [(512, 128), (4096, 128), (4096, 64)]:
         b, h = 16384 // s, 2048 // d
         q, k, v = (torch.randn(b, s, h, d, device=dev, dtype=dt, requires_grad=True) for _ in range(3))
         out = flash_attn_func(q, k, v, causal=False)
@@ -38,6 +38,13 @@ def main():
         show(f"fwd b={b} s={s} h={h} d={d}", lambda: flash_attn_func(q, k, v))
         show(f"fwd+bwd b={b} s={s} h={h} d={d}",
              lambda: torch.autograd.grad(flash_attn_func(q, k, v), (q, k, v), g))
+        # The same shape through SDPA's FLASH backend (FA2), kernel against kernel.
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            sdpa = torch.nn.functional.scaled_dot_product_attention
+            show(f"SDPA FLASH fwd+bwd b={b} s={s} h={h} d={d}",
+                 lambda: torch.autograd.grad(sdpa(qt, kt, vt), (q, k, v), g.transpose(1, 2)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# device_profile.sh — one device call for performance work: build the CUDA library (preset and
+# extra cmake args as tools/device_check.sh), print the C++ timing harnesses (CudaFwdTiming,
+# CudaBwdTiming), per-kernel times (tools/kernel_times.py), then Nsight Compute on the shapes of
+# NCU_SHAPES (tools/ncu_profile.sh). No correctness tests: run tools/device_check.sh for those.
+# Usage (repository root, device): tools/device_profile.sh dev -DFLASHPLUS_CUDA_ARCHITECTURES=90-real
+set -uo pipefail
+PRESET="${1:-dev}"
+shift || true
+ROOT="$(pwd)"
+BUILD="$ROOT/build-device-$PRESET"
+LOGS="${OUT:-$BUILD/logs}"
+mkdir -p "$LOGS"
+GTEST_ARGS=()
+if [ -d "$ROOT/.deps/googletest" ] && [ ! -d /tmp/gtest-install ]; then
+  cmake -S "$ROOT/.deps/googletest" -B /tmp/gtest-build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
+    -DCMAKE_INSTALL_PREFIX=/tmp/gtest-install -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$LOGS/gtest.log" 2>&1 &&
+    cmake --build /tmp/gtest-build -j 16 >>"$LOGS/gtest.log" 2>&1 && cmake --install /tmp/gtest-build >>"$LOGS/gtest.log" 2>&1
+fi
+[ -d /tmp/gtest-install ] && GTEST_ARGS=(-DGTEST_ROOT=/tmp/gtest-install -DCMAKE_PREFIX_PATH=/tmp/gtest-install)
+start=$(date +%s)
+cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHPLUS_PRESET="$PRESET" -DFLASHPLUS_CUDA=ON \
+  -DFLASHPLUS_PTXAS_VERBOSE=ON "${GTEST_ARGS[@]}" "$@" >"$LOGS/configure.log" 2>&1 || { tail -30 "$LOGS/configure.log"; exit 1; }
+cmake --build "$BUILD" -j 16 --target flashplus flashplus_cuda_tests >"$LOGS/build.log" 2>&1 ||
+  { grep -B2 -A12 FAILED "$LOGS/build.log" | head -60; exit 1; }
+echo "== build $(( $(date +%s) - start ))s"
+grep -E "Used [0-9]+ registers|spill" "$LOGS/build.log" | grep -v "0 bytes spill" | head -20
+export FLASHPLUS_LIBRARY="$BUILD/libflashplus.so"
+echo "== C++ timing harnesses"
+"$BUILD/kernels/tests_cuda/flashplus_cuda_tests" --gtest_also_run_disabled_tests --gtest_filter='*Timing*' 2>&1 | grep timing
+echo "== per-kernel times"
+PYTHONPATH=python python3 tools/kernel_times.py 2>&1 | tail -40
+if [ -n "${NCU_SHAPES:-}" ]; then
+  echo "== Nsight Compute ($NCU_SHAPES)"
+  OUT="$LOGS" tools/ncu_profile.sh
+fi
