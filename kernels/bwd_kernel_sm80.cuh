@@ -209,6 +209,8 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees
   __syncthreads();     // every warp is done with sK / sV: they stage dK / dV now
+#pragma unroll
+  for (int e = 0; e < size(acc_dk); ++e) acc_dk(e) *= f.softmax_scale;  // dS was left unscaled
   store_fragment<TiledMmaKV, Element>(acc_dk, sK, tid);
   store_fragment<TiledMmaKV, Element>(acc_dv, sV, tid);
   __syncthreads();
@@ -330,6 +332,8 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
 
   cp_async_wait<0>();
   __syncthreads();  // every warp is done with sQ: it stages dQ now
+#pragma unroll
+  for (int e = 0; e < size(acc_dq); ++e) acc_dq(e) *= f.softmax_scale;  // dS was left unscaled
   if (seq.index_errors) {  // a bad index (seqlen_info.cuh): NaN, not the gradient of "no keys"
 #pragma unroll
     for (int e = 0; e < size(acc_dq); ++e) acc_dq(e) = NAN;

@@ -31,20 +31,26 @@
 namespace flashplus {
 namespace kernels {
 
-// Rewrites raw dot products as base-2 logits, in place. scores_rc / coords_rc: rowcol views;
-// row_query[r]: the query index (within the sequence) of this thread's row r.
+// True when apply_logit_rule<kSoftcap, kExact> leaves the scores raw (interior tiles without
+// softcap): the softmax then applies the scale inside its exponent (softmax_online.cuh).
+template <bool kSoftcap, bool kExact>
+constexpr bool kRawScores = !kSoftcap && !kExact;
+
+// Rewrites raw dot products as base-2 logits, in place, except on interior tiles without softcap
+// (kRawScores), which stay raw. scores_rc / coords_rc: rowcol views; row_query[r]: the query
+// index (within the sequence) of this thread's row r.
 //
 // Softcap and "exact" are compile-time policies, because a runtime flag here is not a branch in
 // practice: ptxas if-converted a runtime softcap test into predicated tanh code that every tile paid
 // for (~1400 issued instructions per 128 x 64 tile, about the cost of its 256 MMAs). kExact tiles
-// (sequence end, causal / window edge, or any ALiBi) apply the per-element rules; interior tiles
-// only scale.
+// (sequence end, causal / window edge, or any ALiBi) apply the per-element rules.
 template <bool kSoftcap, bool kExact, typename Scores, typename Coords, int kRows>
 __device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords& coords_rc, const LogitRule& rule,
                                                  const WindowMask& mask, const int (&row_query)[kRows], int n0) {
   using namespace cute;
   constexpr int kCols = decltype(size<1>(scores_rc))::value;
   static_assert(decltype(size<0>(scores_rc))::value == kRows);
+  if constexpr (kRawScores<kSoftcap, kExact>) return;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll
@@ -139,7 +145,12 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
     auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
 
-    load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
+    if (rows.group == 1) {  // one head: query rows a fixed stride apart
+      load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q + q_row(0), p.q.row_stride, rows.rows - m0, p.head_dim,
+                                                      p.q.aligned16, tid);
+    } else {
+      load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
+    }
     load_k(range.end - 1);
     cp_async_fence();
 
@@ -180,7 +191,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 
       Tensor acc_s_rc = rowcol_view(acc_s);
       apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
-      softmax.step(acc_s_rc, acc_o_rc);
+      softmax.step(acc_s_rc, acc_o_rc, kRawScores<kSoftcap, kExact> ? rule.scale_log2 : 1.f);
       if constexpr (Traits::kHasDropout) apply_dropout(acc_s_rc, coords_s_rc, p.dropout, batch_head, m0, n0);
 
       Tensor rP = make_tensor_like<Element>(acc_s);

@@ -52,16 +52,18 @@ class KeyTileLoader {
       const int first_row = tid / kChunksPerRow;
       const int col = (tid % kChunksPerRow) * 8;
       const Element* src = thread_src_ + static_cast<int64_t>(n0) * t_.row_stride;
+      const int64_t step = static_cast<int64_t>(kRowStep) * t_.row_stride;
       const bool column_inside = col < head_dim;
 #pragma unroll
       for (int it = 0; it < kChunksPerThread; ++it) {
         const int row = first_row + it * kRowStep;
         Element* dst = &tile(row, col);
         if (row < valid_rows && column_inside) {
-          cp_async_16(dst, src + static_cast<int64_t>(it * kRowStep) * t_.row_stride);
+          cp_async_16(dst, src);
         } else {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
         }
+        src = opaque_step(src, step);
       }
     } else if (paged_) {
       // All block-table reads first, so that they are in flight together; each copy then waits

@@ -1,8 +1,10 @@
 // softmax_online.cuh — the running (online) softmax of one query tile, in the base-2 domain.
 //
-// For each key tile the scores s (already log2(e) * logit, -inf where masked) become
-// p = exp2(s - m) with m the running row max; earlier output and row sums are rescaled by
-// exp2(m_old - m_new). A row that has seen only masked keys keeps m = -inf: it uses 0 as the
+// For each key tile the scores s become p = exp2(k s - m), with k the tile's score scale (log2(e)
+// times the softmax scale for raw dot products, 1 for scores already turned into base-2 logits by
+// the exact rule or softcap) and m the running row max of k s; earlier output and row sums are
+// rescaled by exp2(m_old - m_new). Taking the max of the raw scores and applying k inside the
+// exponent's argument makes the per-element work one FFMA and one MUFU.EX2 (k > 0 keeps the max). A row that has seen only masked keys keeps m = -inf: it uses 0 as the
 // exponent base (so p = 0, never NaN) and finishes with out = 0 and LSE = +inf.
 //
 // Each row's values are spread over a quad of 4 lanes (fragment_layout_sm80.cuh): the max is
@@ -16,6 +18,16 @@
 
 namespace flashplus {
 namespace kernels {
+
+// 2^x with the hardware approximation (relative error ~2^-22), denormal results flushed to zero.
+// exp2f without fast-math wraps MUFU.EX2 in a range test and two conditional multiplies (four
+// instructions per element, a tenth of the forward's issue slots); probabilities below 2^-126 of
+// the row max change nothing next to a row sum >= 1.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
@@ -40,19 +52,19 @@ struct OnlineSoftmax {
     }
   }
 
-  // scores: (kRows, cols) view, replaced by unnormalised probabilities. out: (kRows, d) view of
-  // the output accumulator, rescaled to the new row max.
+  // scores: (kRows, cols) view, replaced by unnormalised probabilities; score_scale: k above
+  // (> 0). out: (kRows, d) view of the output accumulator, rescaled to the new row max.
   template <typename Scores, typename Out>
-  __device__ __forceinline__ void step(Scores& scores, Out& out) {
+  __device__ __forceinline__ void step(Scores& scores, Out& out, float score_scale) {
     static_assert(decltype(cute::size<0>(scores))::value == kRows);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      float m = row_max[r];
+      float raw_max = -INFINITY;
 #pragma unroll
-      for (int c = 0; c < cute::size<1>(scores); ++c) m = fmaxf(m, scores(r, c));
-      m = quad_max(m);
+      for (int c = 0; c < cute::size<1>(scores); ++c) raw_max = fmaxf(raw_max, scores(r, c));
+      const float m = fmaxf(row_max[r], quad_max(raw_max) * score_scale);
       const float base = m == -INFINITY ? 0.f : m;
-      const float rescale = exp2f(row_max[r] - base);
+      const float rescale = fast_exp2(row_max[r] - base);
       row_max[r] = m;
       row_sum[r] *= rescale;
 #pragma unroll
@@ -60,7 +72,7 @@ struct OnlineSoftmax {
       float sum = 0.f;
 #pragma unroll
       for (int c = 0; c < cute::size<1>(scores); ++c) {
-        const float prob = exp2f(scores(r, c) - base);
+        const float prob = fast_exp2(fmaf(scores(r, c), score_scale, -base));
         scores(r, c) = prob;
         sum += prob;
       }

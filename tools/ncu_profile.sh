@@ -18,8 +18,11 @@ PYTHONPATH=python ncu --clock-control none --target-processes all -k "$KERNELS" 
   "${sections[@]}" -f -o "$OUT/ncu" python3 tools/ncu_workload.py >"$OUT/ncu_run.log" 2>&1
 echo "ncu rc $?"; tail -5 "$OUT/ncu_run.log"
 ncu -i "$OUT/ncu.ncu-rep" --page details >"$OUT/ncu_details.txt" 2>&1
+# Per-SASS-line counters, gzipped (the raw CSVs are ~20 MB, over what comes back from the device);
+# the report itself is removed for the same reason.
 for k in fwd_kernel_sm80 bwd_dkdv_kernel_sm80 bwd_dq_kernel_sm80; do
   ncu -i "$OUT/ncu.ncu-rep" -k "regex:$k" -c 1 --page source --print-source sass --csv \
-    >"$OUT/ncu_source_$k.csv" 2>&1
+    2>&1 | gzip -9 >"$OUT/ncu_source_$k.csv.gz"
 done
+rm -f "$OUT/ncu.ncu-rep"
 ls -la "$OUT"
