@@ -197,8 +197,15 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     Tensor dp_rc = rowcol_view(acc_dp);
     const float* row_lse = stats + 2 * stage * kBlockM;
     const float* row_d = stats + (2 * stage + 1) * kBlockM;
-    score_gradients<Traits::kHasDropout, kSoftcap, true>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
-                                                         batch_head, m0, n0);
+    // Only the elementwise step differs between edge and interior tiles; the GEMMs around it are
+    // shared, so the second copy costs code size, not registers.
+    if (rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
+      score_gradients<Traits::kHasDropout, kSoftcap, true>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
+                                                           batch_head, m0, n0);
+    } else {
+      score_gradients<Traits::kHasDropout, kSoftcap, false>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
+                                                            batch_head, m0, n0);
+    }
     store_fragment<TiledMma, Element>(acc_s, sP, tid);
     store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
     __syncthreads();
