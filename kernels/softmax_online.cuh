@@ -1,7 +1,5 @@
 // softmax_online.cuh — the running (online) softmax of one query tile, in the base-2 domain.
 //
-// Every lane of a warp must call step() together (it votes across the warp).
-//
 // For each key tile the scores s become p = exp2(k s - m), with k the tile's score scale (log2(e)
 // times the softmax scale for raw dot products, 1 for scores already turned into base-2 logits by
 // the exact rule or softcap) and m the running row max of k s; earlier output and row sums are
@@ -59,36 +57,22 @@ struct OnlineSoftmax {
   template <typename Scores, typename Out>
   __device__ __forceinline__ void step(Scores& scores, Out& out, float score_scale) {
     static_assert(decltype(cute::size<0>(scores))::value == kRows);
-    float base[kRows], rescale[kRows];
-    bool max_moved = false;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       float raw_max = -INFINITY;
 #pragma unroll
       for (int c = 0; c < cute::size<1>(scores); ++c) raw_max = fmaxf(raw_max, scores(r, c));
       const float m = fmaxf(row_max[r], quad_max(raw_max) * score_scale);
-      base[r] = m == -INFINITY ? 0.f : m;
-      rescale[r] = fast_exp2(row_max[r] - base[r]);  // exactly 1 when the max did not move
-      max_moved |= m != row_max[r];
+      const float base = m == -INFINITY ? 0.f : m;
+      const float rescale = fast_exp2(row_max[r] - base);
       row_max[r] = m;
-    }
-    // Once the running max has settled (most key tiles of a long row), every rescale factor is
-    // exactly 1: the warp skips the d / 4 multiplies per row of the output accumulator (about a
-    // tenth of the tile's instructions) when none of its lanes saw a new max.
-    if (__any_sync(0xffffffffu, max_moved)) {
+      row_sum[r] *= rescale;
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        row_sum[r] *= rescale[r];
-#pragma unroll
-        for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= rescale[r];
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
+      for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= rescale;
       float sum = 0.f;
 #pragma unroll
       for (int c = 0; c < cute::size<1>(scores); ++c) {
-        const float prob = fast_exp2(fmaf(scores(r, c), score_scale, -base[r]));
+        const float prob = fast_exp2(fmaf(scores(r, c), score_scale, -base));
         scores(r, c) = prob;
         sum += prob;
       }
