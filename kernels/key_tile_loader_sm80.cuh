@@ -63,7 +63,7 @@ class KeyTileLoader {
         } else {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
         }
-        src = opaque_step(src, step);
+        src += step;
       }
     } else if (paged_) {
       // All block-table reads first, so that they are in flight together; each copy then waits

@@ -21,16 +21,6 @@ __device__ __forceinline__ void cp_async_16(void* smem_dst, const void* gmem_src
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src));
 }
 
-// p + step, hidden from the optimiser. A loader that steps one pointer through its chunks must
-// not have the chunk addresses base + i * step precomputed: ptxas hoisted them out of the main
-// loops (eight 64-bit values per loader), then spilled them and reloaded each one per tile.
-template <typename T>
-__device__ __forceinline__ T* opaque_step(T* p, int64_t step) {
-  p += step;
-  asm volatile("" : "+l"(p));
-  return p;
-}
-
 // Up to 8 elements (the rest zero) gathered with 2-byte loads, packed for one 16-byte store. Packing in
 // registers matters: element-wise shared stores here once drove ptxas to a 32-register allocation
 // with kilobytes of spills for the whole kernel.
@@ -102,7 +92,7 @@ __device__ __forceinline__ void load_strided_rows(SmemTile& tile, const Element*
         } else {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
         }
-        src = opaque_step(src, step);
+        src += step;
       }
       return;
     }
