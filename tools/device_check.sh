@@ -12,11 +12,7 @@ set -uo pipefail
 
 PRESET="${1:-dev}"
 shift || true
-ROOT="$(pwd)"
-BUILD="$ROOT/build-device-$PRESET"
-LOGS="${OUT:-$BUILD/logs}"
-mkdir -p "$LOGS"
-JOBS="${FLASHPLUS_JOBS:-16}"
+source "$(dirname "$0")/device_build_env.sh"
 declare -a ROWS
 
 row() { ROWS+=("$(printf '%-28s %s' "$1" "$2")"); }
@@ -26,19 +22,6 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 nvcc --version | tail -2
 date -u +"%Y-%m-%dT%H:%M:%SZ"
 git rev-parse --short HEAD 2>/dev/null || true
-
-# GoogleTest: system package, else build the carried source once.
-GTEST_ARGS=()
-if ! ls /usr/lib/x86_64-linux-gnu/libgtest.a /usr/lib/libgtest.a /usr/local/lib/libgtest.a >/dev/null 2>&1; then
-  if [ -d "$ROOT/.deps/googletest" ]; then
-    echo "== building GoogleTest from .deps/googletest"
-    cmake -S "$ROOT/.deps/googletest" -B /tmp/gtest-build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DBUILD_GMOCK=OFF -DCMAKE_INSTALL_PREFIX=/tmp/gtest-install -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$LOGS/gtest.log" 2>&1 &&
-      cmake --build /tmp/gtest-build -j "$JOBS" >>"$LOGS/gtest.log" 2>&1 &&
-      cmake --install /tmp/gtest-build >>"$LOGS/gtest.log" 2>&1 || { tail -20 "$LOGS/gtest.log"; }
-    GTEST_ARGS=(-DGTEST_ROOT=/tmp/gtest-install -DCMAKE_PREFIX_PATH=/tmp/gtest-install)
-  fi
-fi
 
 echo "== configure (preset $PRESET)"
 if ! cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHPLUS_PRESET="$PRESET" \

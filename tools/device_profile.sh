@@ -7,21 +7,11 @@
 set -uo pipefail
 PRESET="${1:-dev}"
 shift || true
-ROOT="$(pwd)"
-BUILD="$ROOT/build-device-$PRESET"
-LOGS="${OUT:-$BUILD/logs}"
-mkdir -p "$LOGS"
-GTEST_ARGS=()
-if [ -d "$ROOT/.deps/googletest" ] && [ ! -d /tmp/gtest-install ]; then
-  cmake -S "$ROOT/.deps/googletest" -B /tmp/gtest-build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
-    -DCMAKE_INSTALL_PREFIX=/tmp/gtest-install -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$LOGS/gtest.log" 2>&1 &&
-    cmake --build /tmp/gtest-build -j 16 >>"$LOGS/gtest.log" 2>&1 && cmake --install /tmp/gtest-build >>"$LOGS/gtest.log" 2>&1
-fi
-[ -d /tmp/gtest-install ] && GTEST_ARGS=(-DGTEST_ROOT=/tmp/gtest-install -DCMAKE_PREFIX_PATH=/tmp/gtest-install)
+source "$(dirname "$0")/device_build_env.sh"
 start=$(date +%s)
 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLASHPLUS_PRESET="$PRESET" -DFLASHPLUS_CUDA=ON \
   -DFLASHPLUS_PTXAS_VERBOSE=ON "${GTEST_ARGS[@]}" "$@" >"$LOGS/configure.log" 2>&1 || { tail -30 "$LOGS/configure.log"; exit 1; }
-cmake --build "$BUILD" -j 16 --target flashplus flashplus_cuda_tests >"$LOGS/build.log" 2>&1 ||
+cmake --build "$BUILD" -j "$JOBS" --target flashplus flashplus_cuda_tests >"$LOGS/build.log" 2>&1 ||
   { grep -B2 -A12 FAILED "$LOGS/build.log" | head -60; exit 1; }
 echo "== build $(( $(date +%s) - start ))s"
 grep -E "Used [0-9]+ registers|spill" "$LOGS/build.log" | grep -v "0 bytes spill" | head -20
