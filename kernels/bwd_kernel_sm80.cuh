@@ -189,10 +189,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
     Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-    clear(acc_s);
-    clear(acc_dp);
-    gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
-    gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
+    scores_and_dp<TiledMma, AtomN>(acc_s, acc_dp, sQ, sK, sdO, sV, tid);
     Tensor s_rc = rowcol_view(acc_s);
     Tensor dp_rc = rowcol_view(acc_dp);
     const float* row_lse = stats + 2 * stage * kBlockM;
@@ -318,10 +315,7 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
     auto visit = [&](auto exact) __attribute__((always_inline)) {
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-      clear(acc_s);
-      clear(acc_dp);
-      gemm_smem<TiledMma, AtomN, AtomN>(acc_s, sQ, sQ, sK, sK, tid);
-      gemm_smem<TiledMma, AtomN, AtomN>(acc_dp, sdO, sdO, sV, sV, tid);
+      scores_and_dp<TiledMma, AtomN>(acc_s, acc_dp, sQ, sK, sdO, sV, tid);
       Tensor s_rc = rowcol_view(acc_s);
       Tensor dp_rc = rowcol_view(acc_dp);
       score_gradients<Traits::kHasDropout, kSoftcap, decltype(exact)::value>(s_rc, dp_rc, coords_rc, row_lse, row_d,

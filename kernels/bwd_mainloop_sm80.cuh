@@ -56,6 +56,17 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
   }
 }
 
+// The two GEMMs every backward tile starts with, into fresh accumulators: acc_s = Q K^T (raw
+// scores) and acc_dp = dO V^T. All four operands are row-major (rows, d) tiles in shared memory.
+template <typename TiledMma, typename Atom, typename AccS, typename AccDP, typename SmemRows>
+__device__ __forceinline__ void scores_and_dp(AccS& acc_s, AccDP& acc_dp, const SmemRows& sQ, const SmemRows& sK,
+                                              const SmemRows& sdO, const SmemRows& sV, int tid) {
+  cute::clear(acc_s);
+  cute::clear(acc_dp);
+  gemm_smem<TiledMma, Atom, Atom>(acc_s, sQ, sQ, sK, sK, tid);
+  gemm_smem<TiledMma, Atom, Atom>(acc_dp, sdO, sdO, sV, sV, tid);
+}
+
 // In place: acc_s (raw q.k) becomes P * Z, acc_dp (dO.v) becomes dS_raw / scale. All views rowcol.
 // row_lse: the natural-log LSE per tile row (+inf for rows outside the sequence: their P is 0);
 // row_d: D per tile row. m0 / n0: first query / key of the tile within the sequence.

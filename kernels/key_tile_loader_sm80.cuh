@@ -49,22 +49,10 @@ class KeyTileLoader {
                                        int tid) const {
     const int valid_rows = seq.seqlen_k - n0;
     if (strided_) {
-      const int first_row = tid / kChunksPerRow;
       const int col = (tid % kChunksPerRow) * 8;
-      const Element* src = thread_src_ + static_cast<int64_t>(n0) * t_.row_stride;
-      const int64_t step = static_cast<int64_t>(kRowStep) * t_.row_stride;
-      const bool column_inside = col < head_dim;
-#pragma unroll
-      for (int it = 0; it < kChunksPerThread; ++it) {
-        const int row = first_row + it * kRowStep;
-        Element* dst = &tile(row, col);
-        if (row < valid_rows && column_inside) {
-          cp_async_16(dst, src);
-        } else {
-          *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-        }
-        src += step;
-      }
+      copy_strided_chunks<kChunksPerThread, kRowStep>(tile, thread_src_ + static_cast<int64_t>(n0) * t_.row_stride,
+                                                      static_cast<int64_t>(kRowStep) * t_.row_stride,
+                                                      tid / kChunksPerRow, col, valid_rows, col < head_dim);
     } else if (paged_) {
       // All block-table reads first, so that they are in flight together; each copy then waits
       // only for its own page number.

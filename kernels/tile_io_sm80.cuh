@@ -66,6 +66,25 @@ __device__ __forceinline__ void load_rows(SmemTile& tile, const Element* base, R
   }
 }
 
+// kChunks 16-byte copies of one thread into column `col` of the tile, rows first_row,
+// first_row + kRowStep, ...; src is the first chunk's source and advances by src_step per chunk.
+// Rows at or past valid_rows, and every row when !column_inside, are zero-filled instead.
+template <int kChunks, int kRowStep, typename SmemTile, typename Element>
+__device__ __forceinline__ void copy_strided_chunks(SmemTile& tile, const Element* src, int64_t src_step,
+                                                    int first_row, int col, int valid_rows, bool column_inside) {
+#pragma unroll
+  for (int it = 0; it < kChunks; ++it) {
+    const int row = first_row + it * kRowStep;
+    Element* dst = &tile(row, col);
+    if (row < valid_rows && column_inside) {
+      cp_async_16(dst, src);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    src += src_step;
+  }
+}
+
 // load_rows for rows a fixed stride apart (query rows of every layout; dense and varlen keys):
 // row r of the tile starts at row0 + r * row_stride. When the threads cover whole rows per pass
 // and 16-byte copies are allowed, each thread keeps one column and steps one pointer: the
@@ -80,20 +99,9 @@ __device__ __forceinline__ void load_strided_rows(SmemTile& tile, const Element*
       constexpr int kRowStep = kNThreads / kChunksPerRow;
       const int first_row = tid / kChunksPerRow;
       const int col = (tid % kChunksPerRow) * 8;
-      const Element* src = row0 + first_row * row_stride + col;
-      const int64_t step = kRowStep * row_stride;
-      const bool column_inside = col < head_dim;
-#pragma unroll
-      for (int it = 0; it < kRows / kRowStep; ++it) {
-        const int row = first_row + it * kRowStep;
-        Element* dst = &tile(row, col);
-        if (row < valid_rows && column_inside) {
-          cp_async_16(dst, src);
-        } else {
-          *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-        }
-        src += step;
-      }
+      copy_strided_chunks<kRows / kRowStep, kRowStep>(tile, row0 + first_row * row_stride + col,
+                                                      kRowStep * row_stride, first_row, col, valid_rows,
+                                                      col < head_dim);
       return;
     }
   }

@@ -427,7 +427,8 @@ void check_kv_operand_shape(const flashplus_tensor& t, const char* name, const f
   check_same_shape(t, name, k, "k");
 }
 
-// Fields every attention problem shares, from the fields every args struct shares.
+// Fields every attention problem shares (forward, backward, KV-cache), from the fields every
+// args struct shares.
 template <typename Problem, typename Args>
 void fill_attention_common(Problem& p, const Args& a, int64_t batch, int64_t h_q, int64_t h_k, int64_t d) {
   p.device = {a.q.device_type, a.q.device_index};
@@ -436,8 +437,14 @@ void fill_attention_common(Problem& p, const Args& a, int64_t batch, int64_t h_q
   p.head_dim = static_cast<int32_t>(d);
   p.mods = make_mods(a.softmax_scale, a.softcap, a.is_causal, a.window_left, a.window_right,
                      a.alibi_slopes, a.q, batch, h_q);
-  p.dropout = make_dropout(a.dropout_p, a.philox_seed, a.philox_offset);
   p.stream = a.stream;
+}
+
+// fill_attention_common plus dropout, for the args structs that carry it (forward, backward).
+template <typename Problem, typename Args>
+void fill_attention_with_dropout(Problem& p, const Args& a, int64_t batch, int64_t h_q, int64_t h_k, int64_t d) {
+  fill_attention_common(p, a, batch, h_q, h_k, d);
+  p.dropout = make_dropout(a.dropout_p, a.philox_seed, a.philox_offset);
 }
 
 }  // namespace
@@ -494,7 +501,7 @@ FwdProblem validate_fwd(const flashplus_fwd_args& a, bool read_contents) {
   check_writable(a.softmax_lse, "softmax_lse");
 
   FwdProblem p;
-  fill_attention_common(p, a, batch, h_q, h_k, d);
+  fill_attention_with_dropout(p, a, batch, h_q, h_k, d);
   if (a.num_splits < 0) {
     os << "num_splits must be >= 0 (0 = heuristic), got " << a.num_splits;
     fail(str(os));
@@ -560,7 +567,7 @@ BwdProblem validate_bwd(const flashplus_bwd_args& a, bool read_contents) {
   check_writable(a.softmax_d, "softmax_d");
 
   BwdProblem p;
-  fill_attention_common(p, a, batch, h_q, h_k, d);
+  fill_attention_with_dropout(p, a, batch, h_q, h_k, d);
   p.deterministic = a.deterministic != 0;
   p.seqs = make_layout(in, read_contents, h_k);
   p.dout = rows_view(a.dout);
@@ -630,14 +637,8 @@ KvCachePlan validate_kvcache(const flashplus_kvcache_args& a, bool read_contents
 
   KvCachePlan plan;
   FwdProblem& f = plan.attention;
-  f.device = {a.q.device_type, a.q.device_index};
-  f.h_q = static_cast<int32_t>(h_q);
-  f.h_k = static_cast<int32_t>(h_k);
-  f.head_dim = static_cast<int32_t>(d);
-  f.mods = make_mods(a.softmax_scale, a.softcap, a.is_causal, a.window_left, a.window_right,
-                     a.alibi_slopes, a.q, batch, h_q);
+  fill_attention_common(f, a, batch, h_q, h_k, d);
   f.num_splits = a.num_splits;
-  f.stream = a.stream;
   f.q = rows_view(a.q);
   f.k = rows_view(a.k_cache);
   f.v = rows_view(a.v_cache);
