@@ -4,9 +4,13 @@
 // Both recompute S = Q K^T and dP = dO V^T for their tiles and turn them into P and dS
 // (bwd_mainloop_sm80.cuh). The dK/dV CTA loops over every query head of its GQA group and every
 // query tile that sees its keys, accumulating in registers: the group reduction happens there, in
-// a fixed order. The dQ CTA loops over the key tiles its queries see and accumulates dQ in fp32
-// registers. No atomics anywhere: results are bit-identical across runs, so deterministic=1 costs
-// nothing (the price is recomputing S and dP twice, 7 tile GEMMs instead of 5).
+// a fixed order. Two modes for dQ:
+// - fused (kFusedDq, the default, deterministic = 0): the dK/dV CTA also computes each tile's
+//   dS K and adds it into an fp32 buffer with atomics (dq_accum.cuh); a post-pass converts it.
+//   5 tile GEMMs per tile, but the order of the fp32 additions varies from run to run.
+// - two kernels (deterministic = 1): a separate dQ CTA per query tile loops over the key tiles its
+//   queries see and accumulates dQ in registers. No atomics anywhere: bit-identical across runs,
+//   at the price of recomputing S and dP (7 tile GEMMs instead of 5).
 //
 // Loads are double-buffered up to d = 128: while a tile computes, the next Q / dO tile (dK/dV
 // kernel) or K / V tile (dQ kernel) and its row statistics stream into the other buffer. Above
@@ -19,6 +23,7 @@
 #include "block_info.cuh"
 #include "bwd_mainloop_sm80.cuh"
 #include "bwd_params.h"
+#include "dq_accum.cuh"
 #include "key_tile_loader_sm80.cuh"
 #include "mask.cuh"
 #include "seqlen_info.cuh"
@@ -50,6 +55,27 @@ __device__ __forceinline__ void load_row_stats(const BwdParams& p, const SeqlenI
   }
 }
 
+// Adds a (kBlockM, kHeadDim) fp32 fragment of TiledMma into the rows of dq_accum that start at
+// `rows` (query row m0 of one head; row pitch h_q * kHeadDim floats). Each thread's values come in
+// (col c, c + 1) pairs (fragment_layout_sm80.cuh), which sm90 adds with one 64-bit atomic. The
+// results are unused, so these compile to fire-and-forget reductions (RED), not round trips.
+template <typename TiledMma, typename Acc, typename Coords>
+__device__ __forceinline__ void atomic_add_fragment(float* rows, int64_t row_pitch, const Acc& acc,
+                                                    const Coords& coords) {
+  using namespace cute;
+  static_assert(decltype(size<0>(acc))::value == 4, "m16n8 accumulator: (2 cols, 2 rows) per thread and tile");
+#pragma unroll
+  for (int e = 0; e < size(acc); e += 2) {
+    float* at = rows + get<0>(coords(e)) * row_pitch + get<1>(coords(e));
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2*>(at), make_float2(acc(e), acc(e + 1)));
+#else
+    atomicAdd(at, acc(e));
+    atomicAdd(at + 1, acc(e + 1));
+#endif
+  }
+}
+
 // Row tiles of one kind (64 x d, swizzled) laid out one after another from `first`: tile i.
 template <typename Traits>
 __device__ __forceinline__ auto row_tile(typename Traits::Element* first, int i) {
@@ -70,7 +96,7 @@ struct BwdStep {
   }
 };
 
-template <typename Traits, bool kSoftcap>
+template <typename Traits, bool kSoftcap, bool kFusedDq>
 __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* smem) {
   using namespace cute;
   using Element = typename Traits::Element;
@@ -209,6 +235,26 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
     gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, tid);  // dV += (P Z)^T dO
     gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, tid);  // dK += dS^T Q
+    if constexpr (kFusedDq) {  // dQ(rows of this tile) += dS K, through the fp32 buffer
+      // In column chunks: a whole (64, d) accumulator next to acc_dk and acc_dv spilled far more
+      // than the chunks' repeated dS fragment loads cost.
+      constexpr int kChunk = kHeadDim % 64 == 0 ? 64 : 32;
+      Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
+      Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
+      Tensor dq_coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kChunk>>{}));
+      float* dq_rows = p.dq_accum + dq_accum_offset(p, seq, batch, m0, head);
+#pragma unroll
+      for (int chunk = 0; chunk < kHeadDim / kChunk; ++chunk) {
+        Tensor acc_dq = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kChunk>>{});
+        clear(acc_dq);
+        gemm_smem<TiledMma, AtomN, AtomT>(acc_dq, sdS, sdS,
+                                          local_tile(sKt, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
+                                          local_tile(sKt_shape, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
+                                          tid);
+        atomic_add_fragment<TiledMma>(dq_rows + chunk * kChunk, static_cast<int64_t>(f.h_q) * kHeadDim, acc_dq,
+                                      dq_coords);
+      }
+    }
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees
@@ -346,10 +392,12 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
                                            seq.seqlen_q - m0, f.head_dim, p.dq.aligned16, tid);
 }
 
-template <typename Traits>
+template <typename Traits, bool kFusedDq>
 __global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
   extern __shared__ __align__(128) char smem[];
-  with_softcap_policy(p.fwd.softcap, [&](auto softcap) __attribute__((always_inline)) { bwd_dkdv_tile_sm80<Traits, decltype(softcap)::value>(p, smem); });
+  with_softcap_policy(p.fwd.softcap, [&](auto softcap) __attribute__((always_inline)) {
+    bwd_dkdv_tile_sm80<Traits, decltype(softcap)::value, kFusedDq>(p, smem);
+  });
 }
 
 template <typename Traits>

@@ -1,5 +1,6 @@
 // bwd_launch_sm80.cuh — host launcher of the sm80 backward for one (dtype, head dim, dropout)
-// variant: D pre-pass, then the dK/dV and dQ kernels (independent of each other) on one stream.
+// variant: D pre-pass, then either the fused dK/dV/dQ kernel and the dQ post-pass, or (deterministic
+// mode) the dK/dV and dQ kernels, all on one stream.
 // Included only by the generated instantiation files.
 #pragma once
 
@@ -34,8 +35,15 @@ cudaError_t launch_bwd_sm80(const BwdParams& params, cudaStream_t stream) {
   cudaError_t status = launch_bwd_preprocess(params, dtype, stream);
   if (status != cudaSuccess) return status;
   const FwdParams& f = params.fwd;
-  status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits>, static_cast<int64_t>(params.num_n_blocks) * f.h_k * f.batch,
-                            Traits::kNThreads, Traits::kSmemBytesDkDv, params, stream);
+  const int64_t dkdv_grid = static_cast<int64_t>(params.num_n_blocks) * f.h_k * f.batch;
+  if (params.dq_accum) {  // fused: dK/dV kernel adds dQ into dq_accum (zeroed by the pre-pass)
+    status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits, true>, dkdv_grid, Traits::kNThreads, Traits::kSmemBytesDkDv,
+                              params, stream);
+    if (status != cudaSuccess) return status;
+    return launch_bwd_dq_convert(params, dtype, stream);
+  }
+  status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits, false>, dkdv_grid, Traits::kNThreads, Traits::kSmemBytesDkDv,
+                            params, stream);
   if (status != cudaSuccess) return status;
   return launch_with_smem(bwd_dq_kernel_sm80<Traits>, static_cast<int64_t>(params.num_m_blocks) * f.h_q * f.batch,
                           Traits::kNThreads, Traits::kSmemBytesDq, params, stream);

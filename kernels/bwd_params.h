@@ -19,7 +19,21 @@ struct BwdParams {
   StatsAddr softmax_d;      // written by the pre-pass: rowsum(dout * out), like lse
   int num_m_blocks = 0;     // query tiles of the longest sequence
   int num_n_blocks = 0;     // key tiles of the longest sequence
+  // Fused mode (deterministic == 0): the dK/dV kernel also adds each tile's dS K into this fp32
+  // buffer with atomics and a post-pass converts it into dq; nullptr selects the two-kernel,
+  // atomic-free mode. Layout in dq_accum.cuh; dq_accum_head_dim is the compiled head dim.
+  float* dq_accum = nullptr;
+  int dq_accum_head_dim = 0;
 };
+
+// Rows of dq_accum: every sequence gets kDqAccumPadRows extra rows, so the last query tile's
+// atomics (up to 63 rows past the sequence end, all adding zeros) land in memory of its own and
+// need no bounds test.
+constexpr int kDqAccumPadRows = 64;
+inline int64_t dq_accum_rows(int batch, int max_seqlen_q, int64_t q_rows_total, bool varlen) {
+  return (varlen ? q_rows_total : static_cast<int64_t>(batch) * max_seqlen_q) +
+         static_cast<int64_t>(batch) * kDqAccumPadRows;
+}
 
 }  // namespace kernels
 }  // namespace flashplus

@@ -2,9 +2,12 @@
 //
 // D is the softmax Jacobian's row term (dS = P * (dP - D)); it is also an output of the C ABI
 // (softmax_d). One warp per (batch, row, head): lanes stride over features, a shuffle sums them.
+// In fused mode the same warp zeroes the row's dQ accumulator (dq_accum.cuh): one pass over the
+// rows instead of a separate memset launch.
 #pragma once
 
 #include "bwd_params.h"
+#include "dq_accum.cuh"
 #include "element_access.cuh"
 #include "launch.h"
 #include "seqlen_info.cuh"
@@ -33,6 +36,10 @@ __global__ void __launch_bounds__(kBwdPreprocessWarpsPerBlock * 32)
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   if (lane == 0) p.softmax_d.data[seq.stats_offset(p.softmax_d, i, head)] = sum;
+  if (p.dq_accum) {
+    float* accum = p.dq_accum + dq_accum_offset(p, seq, batch, i, head);
+    for (int feature = lane; feature < p.dq_accum_head_dim; feature += 32) accum[feature] = 0.f;
+  }
 }
 
 }  // namespace kernels

@@ -423,8 +423,9 @@ Status supports_bwd(const BwdProblem& problem) {
   return select_bwd_variant(problem, variant);
 }
 
-// Pre-pass D = rowsum(dO * O), then the dK/dV and dQ kernels. Always deterministic (no atomics),
-// so problem.deterministic needs no special path.
+// Pre-pass D = rowsum(dO * O), then the backward kernels: by default the fused dK/dV/dQ kernel
+// with its fp32 dQ buffer (atomics; the summation order varies), with problem.deterministic the
+// atomic-free two-kernel mode (bwd_kernel_sm80.cuh).
 Status bwd(const BwdProblem& problem) {
   const BwdVariant* variant = nullptr;
   Status s = select_bwd_variant(problem, variant);
@@ -460,7 +461,18 @@ Status bwd(const BwdProblem& problem) {
   const kernels::TileShape tile = kernels::bwd_tile_shape_sm80(variant->head_dim);
   params.num_m_blocks = (problem.seqs.max_seqlen_q + tile.block_m - 1) / tile.block_m;
   params.num_n_blocks = (problem.seqs.max_seqlen_k + tile.block_n - 1) / tile.block_n;
-  const cudaError_t e = variant->launch(params, static_cast<cudaStream_t>(problem.stream));
+  const cudaStream_t stream = static_cast<cudaStream_t>(problem.stream);
+  ScopedWorkspace dq_accum(stream);
+  if (!problem.deterministic) {
+    const bool varlen = problem.seqs.cu_seqlens_q != nullptr;
+    const int64_t rows =
+        kernels::dq_accum_rows(problem.seqs.batch, problem.seqs.max_seqlen_q, params.fwd.q_rows_total, varlen);
+    const cudaError_t e = dq_accum.allocate(sizeof(float) * rows * problem.h_q * variant->head_dim);
+    if (e != cudaSuccess) return device_error("dQ accumulator (cudaMallocAsync)", e);
+    params.dq_accum = static_cast<float*>(dq_accum.get());
+    params.dq_accum_head_dim = variant->head_dim;
+  }
+  const cudaError_t e = variant->launch(params, stream);
   if (e != cudaSuccess) return device_error((std::string("launch of ") + variant->name).c_str(), e);
   return Status::ok();
 }

@@ -40,7 +40,11 @@ struct BwdVariant {
 };
 
 // D = rowsum(dout * out) into params.softmax_d (bwd_preprocess_kernel.cuh); dtype of dout / out.
+// In fused mode (params.dq_accum set) it also zeroes dq_accum's rows.
 cudaError_t launch_bwd_preprocess(const BwdParams& params, int dtype, cudaStream_t stream);
+
+// Fused mode's post-pass: dq = softmax_scale * dq_accum (bwd_dq_convert_kernel.cuh); dtype of dq.
+cudaError_t launch_bwd_dq_convert(const BwdParams& params, int dtype, cudaStream_t stream);
 
 // ---- combine (combine_kernel.cuh): out = sum_i exp(lse_i - lse) out_i ----
 struct CombinePartial {

@@ -38,6 +38,9 @@ def main():
         show(f"fwd b={b} s={s} h={h} d={d}", lambda: flash_attn_func(q, k, v))
         show(f"fwd+bwd b={b} s={s} h={h} d={d}",
              lambda: torch.autograd.grad(flash_attn_func(q, k, v), (q, k, v), g))
+        if s == 4096 and d == 128:  # the atomic-free two-kernel backward, for comparison
+            show(f"fwd+bwd deterministic b={b} s={s} h={h} d={d}",
+                 lambda: torch.autograd.grad(flash_attn_func(q, k, v, deterministic=True), (q, k, v), g))
         # The same shape through SDPA's FLASH backend (FA2), kernel against kernel.
         from torch.nn.attention import SDPBackend, sdpa_kernel
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))

@@ -642,40 +642,11 @@ int64_t key_index(const HostCase& c, int b, int j, int h, int f) {
   return (row * c.spec.h_k + h) * c.head_stride + f;
 }
 
-void check_backward(const FwdSpec& spec) {
-  const bool self_check = harness_self_check();
-  if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
-  HostCase c = build_case(spec);
-  const bool dropout = spec.dropout > 0.f;
-  std::vector<uint16_t> dout_physical;
-  const std::vector<std::vector<double>> dout = make_dout(c, dout_physical);
-  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout, "bwd")) {
-    const BwdRun r = run_backward(c, dout_physical, false, false);
-    EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
-    GTEST_SKIP() << "variant not compiled in this preset (UNSUPPORTED checked): " << r.error;
-  }
-  if (dropout) {
-    FwdSpec with_mask = spec;
-    with_mask.s_dmask = true;
-    HostCase masked = build_case(with_mask);
-    const RunResult cpu = run_cpu(masked);
-    ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
-    c.logical.keep.resize(sequences(spec));
-    for (int b = 0; b < sequences(spec); ++b) {
-      auto& keep = c.logical.keep[b];
-      keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
-      for (int h = 0; h < spec.h_q; ++h)
-        for (int i = 0; i < c.logical.s_q[b]; ++i)
-          for (int j = 0; j < c.logical.s_k[b]; ++j)
-            keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
-                std::signbit(cpu.dmask[dmask_index(masked, b, h, i, j)]) ? 0 : 1;
-    }
-  }
-  const BwdRun gpu = run_backward(c, dout_physical, false, self_check);
-  ASSERT_EQ(gpu.status, FLASHPLUS_STATUS_OK) << gpu.error;
-  const AttentionGrads exact = reference_backward_fp64(c.logical, dout);
-  const AttentionGrads naive = reference_backward_same_precision(c.logical, dout, spec.dtype);
-
+// Every gradient of `gpu` within 2 x the same-precision reference's error (+ atol) of the fp64
+// oracle, finite everywhere, and softmax_d close to the oracle's D. `mode` labels the messages.
+void expect_gradients_close(const HostCase& c, const BwdRun& gpu, const AttentionGrads& exact,
+                            const AttentionGrads& naive, const char* mode) {
+  const FwdSpec& spec = c.spec;
   struct Grad {
     const char* name;
     ErrorStats gpu, naive;
@@ -718,20 +689,60 @@ void check_backward(const FwdSpec& spec) {
         }
   }
   for (const Grad& g : grads) {
-    std::printf("[ errors   ] %s %s: gpu %.3g naive %.3g (max |ref| %.3g)\n", spec.name.c_str(), g.name, g.gpu.max_error,
-                g.naive.max_error, g.scale);
-    EXPECT_EQ(g.nonfinite, 0) << g.name << " has NaN/inf (unwritten?)";
+    std::printf("[ errors   ] %s %s %s: gpu %.3g naive %.3g (max |ref| %.3g)\n", spec.name.c_str(), mode, g.name,
+                g.gpu.max_error, g.naive.max_error, g.scale);
+    EXPECT_EQ(g.nonfinite, 0) << mode << " " << g.name << " has NaN/inf (unwritten?)";
     EXPECT_LE(g.gpu.max_error, 2 * g.naive.max_error + 2e-3 * std::max(1.0, g.scale))
-        << g.name << ": gpu error " << g.gpu.max_error << " at " << g.gpu.where() << ", same-precision error "
+        << mode << " " << g.name << ": gpu error " << g.gpu.max_error << " at " << g.gpu.where() << ", same-precision error "
         << g.naive.max_error;
   }
   // D = dO . O uses the forward's rounded O: its error scales with sum |dO| |O| rounding, not |D|.
-  EXPECT_LE(d_gpu.max_error, 2e-2 * d_scale) << "softmax_d error at " << d_gpu.where();
+  EXPECT_LE(d_gpu.max_error, 2e-2 * d_scale) << mode << " softmax_d error at " << d_gpu.where();
+}
 
-  // No atomics: a second run (deterministic flag on) is bit-identical.
+void check_backward(const FwdSpec& spec) {
+  const bool self_check = harness_self_check();
+  if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
+  HostCase c = build_case(spec);
+  const bool dropout = spec.dropout > 0.f;
+  std::vector<uint16_t> dout_physical;
+  const std::vector<std::vector<double>> dout = make_dout(c, dout_physical);
+  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout, "bwd")) {
+    const BwdRun r = run_backward(c, dout_physical, false, false);
+    EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
+    GTEST_SKIP() << "variant not compiled in this preset (UNSUPPORTED checked): " << r.error;
+  }
+  if (dropout) {
+    FwdSpec with_mask = spec;
+    with_mask.s_dmask = true;
+    HostCase masked = build_case(with_mask);
+    const RunResult cpu = run_cpu(masked);
+    ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
+    c.logical.keep.resize(sequences(spec));
+    for (int b = 0; b < sequences(spec); ++b) {
+      auto& keep = c.logical.keep[b];
+      keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
+      for (int h = 0; h < spec.h_q; ++h)
+        for (int i = 0; i < c.logical.s_q[b]; ++i)
+          for (int j = 0; j < c.logical.s_k[b]; ++j)
+            keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
+                std::signbit(cpu.dmask[dmask_index(masked, b, h, i, j)]) ? 0 : 1;
+    }
+  }
+  const AttentionGrads exact = reference_backward_fp64(c.logical, dout);
+  const AttentionGrads naive = reference_backward_same_precision(c.logical, dout, spec.dtype);
+  // Default mode (fused kernel, atomic fp32 dQ), then deterministic mode (two kernels, no atomics)
+  // twice: both within tolerance, and the deterministic one bit-identical across runs.
+  const BwdRun fused = run_backward(c, dout_physical, false, self_check);
+  ASSERT_EQ(fused.status, FLASHPLUS_STATUS_OK) << fused.error;
+  expect_gradients_close(c, fused, exact, naive, "default");
+  const BwdRun deterministic = run_backward(c, dout_physical, true, self_check);
+  ASSERT_EQ(deterministic.status, FLASHPLUS_STATUS_OK) << deterministic.error;
+  expect_gradients_close(c, deterministic, exact, naive, "deterministic");
   const BwdRun again = run_backward(c, dout_physical, true, self_check);
   ASSERT_EQ(again.status, FLASHPLUS_STATUS_OK) << again.error;
-  EXPECT_TRUE(again.dq == gpu.dq && again.dk == gpu.dk && again.dv == gpu.dv) << "backward is not reproducible";
+  EXPECT_TRUE(again.dq == deterministic.dq && again.dk == deterministic.dk && again.dv == deterministic.dv)
+      << "deterministic backward is not reproducible";
 }
 
 std::vector<FwdSpec> bwd_specs() {
