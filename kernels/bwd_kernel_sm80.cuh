@@ -96,6 +96,43 @@ struct BwdStep {
   }
 };
 
+// The fused mode's dQ step of one (query tile, CTA) pair: dQ(rows m0..) += sum over key groups g of
+// dS_g K_g, by every thread of the CTA, added into dq_accum. Called after the barrier that makes
+// all groups' dS visible; the next step's barrier protects dS before it is overwritten.
+template <typename Traits>
+__device__ __forceinline__ void fused_dq_step(const BwdParams& p, const SeqlenInfo& seq, int batch, int head, int m0,
+                                              typename Traits::Element* base, typename Traits::Element* scores,
+                                              int tid) {
+  using namespace cute;
+  using TiledMmaDq = typename Traits::TiledMmaDq;
+  constexpr int kChunk = Traits::kDqChunk;
+  constexpr int kBlockM = Traits::kBlockM;
+  constexpr int kBlockN = Traits::kBlockN;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  TiledMmaDq tiled_mma;
+  auto thr_mma = tiled_mma.get_thread_slice(tid);
+  Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kChunk>>{}));
+  float* dq_rows = p.dq_accum + dq_accum_offset(p, seq, batch, m0, head);
+#pragma unroll
+  for (int chunk = 0; chunk < kHeadDim / kChunk; ++chunk) {
+    Tensor acc_dq = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kChunk>>{});
+    clear(acc_dq);
+#pragma unroll
+    for (int g = 0; g < Traits::kKeyGroups; ++g) {
+      Tensor sdS = make_tensor(make_smem_ptr(scores + (2 * g + 1) * Traits::kScoresTileElems),
+                               typename Traits::SmemLayoutScores{});
+      Tensor sK = row_tile<Traits>(base, 2 * Traits::kStages + 2 * g);
+      Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
+      Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
+      gemm_smem<TiledMmaDq, typename Traits::SmemCopyAtom, typename Traits::SmemCopyAtomTransposed>(
+          acc_dq, sdS, sdS, local_tile(sKt, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
+          local_tile(sKt_shape, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)), tid);
+    }
+    atomic_add_fragment<TiledMmaDq>(dq_rows + chunk * kChunk, static_cast<int64_t>(p.fwd.h_q) * kHeadDim, acc_dq,
+                                    coords);
+  }
+}
+
 template <typename Traits, bool kSoftcap, bool kFusedDq>
 __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* smem) {
   using namespace cute;
@@ -107,42 +144,54 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   constexpr int kBlockM = Traits::kBlockM;
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
-  constexpr int kNThreads = Traits::kNThreads;
+  constexpr int kGroupThreads = Traits::kNThreads;  // one key group
+  constexpr int kNThreads = Traits::kNThreadsDkDv;  // the CTA
+  constexpr int kGroups = Traits::kKeyGroups;
   constexpr int kStages = Traits::kStages;
   const FwdParams& f = p.fwd;
 
+  // One CTA per kGroups consecutive key tiles of one K/V head.
+  const int num_cta_n = (p.num_n_blocks + kGroups - 1) / kGroups;
   int linear = static_cast<int>(blockIdx.x);
-  const int n_block = linear % p.num_n_blocks;
-  linear /= p.num_n_blocks;
+  const int cta_n = linear % num_cta_n;
+  linear /= num_cta_n;
   const int kv_head = linear % f.h_k;
   const int batch = linear / f.h_k;
   const SeqlenInfo seq(f, batch);
-  const int n0 = n_block * kBlockN;
-  if (n0 >= seq.seqlen_k) return;
+  const int cta_n0 = cta_n * kGroups * kBlockN;
+  if (cta_n0 >= seq.seqlen_k) return;
   const int tid = threadIdx.x;
+  const int group = kGroups == 1 ? 0 : tid / kGroupThreads;
+  const int gtid = kGroups == 1 ? tid : tid % kGroupThreads;  // thread index within the group
+  const int n0 = cta_n0 + group * kBlockN;  // this group's keys (may start past the sequence end)
 
-  // Shared memory: kStages x (Q, dO), K, V, P, dS, then kStages x (LSE, D) rows.
+  // Shared memory: kStages x (Q, dO), kGroups x (K, V), kGroups x (P, dS), kStages x (LSE, D) rows.
   Element* base = reinterpret_cast<Element*>(smem);
   Element* staged = base;  // stage s: Q is row tile 2 s, dO row tile 2 s + 1
-  Tensor sK = row_tile<Traits>(base, 2 * kStages);
-  Tensor sV = row_tile<Traits>(base, 2 * kStages + 1);
-  Element* scores = base + (2 * kStages + 2) * Traits::kRowsTileElems;
-  Tensor sP = make_tensor(make_smem_ptr(scores), typename Traits::SmemLayoutScores{});
-  Tensor sdS = make_tensor(make_smem_ptr(scores + Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
-  float* stats = reinterpret_cast<float*>(scores + 2 * Traits::kScoresTileElems);  // stage s: LSE, D at 2 s, 2 s + 1
+  auto key_tile = [&](int g) { return row_tile<Traits>(base, 2 * kStages + 2 * g); };
+  auto value_tile = [&](int g) { return row_tile<Traits>(base, 2 * kStages + 2 * g + 1); };
+  Element* scores = base + (2 * kStages + 2 * kGroups) * Traits::kRowsTileElems;
+  auto ds_tile = [&](int g) {
+    return make_tensor(make_smem_ptr(scores + (2 * g + 1) * Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
+  };
+  Tensor sK = key_tile(group);
+  Tensor sV = value_tile(group);
+  Tensor sP = make_tensor(make_smem_ptr(scores + 2 * group * Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
+  Tensor sdS = ds_tile(group);
+  float* stats = reinterpret_cast<float*>(scores + 2 * kGroups * Traits::kScoresTileElems);  // stage s: LSE, D at 2 s, 2 s + 1
   // Transposed views: P^T, dS^T (A of dV, dK).
   Tensor sPt = make_tensor(sP.data(), typename Traits::SmemLayoutScoresT{});
   Tensor sPt_shape = make_tensor(sP.data(), typename Traits::SmemLayoutScoresTNoSwizzle{});
   Tensor sdSt = make_tensor(sdS.data(), typename Traits::SmemLayoutScoresT{});
   Tensor sdSt_shape = make_tensor(sdS.data(), typename Traits::SmemLayoutScoresTNoSwizzle{});
 
-  const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> k_loader(f.k, seq, kv_head, f.head_dim, tid);
-  const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> v_loader(f.v, seq, kv_head, f.head_dim, tid);
-  k_loader.load(sK, seq, kv_head, f.head_dim, n0, tid);
-  v_loader.load(sV, seq, kv_head, f.head_dim, n0, tid);
+  const KeyTileLoader<kBlockN, kHeadDim, kGroupThreads, Element> k_loader(f.k, seq, kv_head, f.head_dim, gtid);
+  const KeyTileLoader<kBlockN, kHeadDim, kGroupThreads, Element> v_loader(f.v, seq, kv_head, f.head_dim, gtid);
+  k_loader.load(sK, seq, kv_head, f.head_dim, n0, gtid);
+  v_loader.load(sV, seq, kv_head, f.head_dim, n0, gtid);
 
   TiledMma tiled_mma;
-  auto thr_mma = tiled_mma.get_thread_slice(tid);
+  auto thr_mma = tiled_mma.get_thread_slice(gtid);
   TiledMmaKV tiled_mma_kv;
   Tensor acc_dk = partition_fragment_C(tiled_mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
   Tensor acc_dv = partition_fragment_C(tiled_mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
@@ -151,12 +200,13 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
   Tensor coords_rc = rowcol_view(coords);
 
-  // Query rows that see some key of [n0, n0 + kBlockN) under the window rule; the CTA visits
-  // every (query head of the group, query tile of those rows) pair.
+  // Query rows that see some key of the CTA's [cta_n0, cta_n0 + kGroups kBlockN) under the window
+  // rule; the CTA visits every (query head of the group, query tile of those rows) pair. A group
+  // whose keys a tile does not see computes P = dS = 0 for it (causal diagonal, window edges).
   const int diagonal = seq.seqlen_k - seq.seqlen_q;
   int first_row = 0, last_row = seq.seqlen_q - 1;
-  if (f.window_right >= 0) first_row = max(first_row, n0 - diagonal - f.window_right);
-  if (f.window_left >= 0) last_row = min(last_row, n0 + kBlockN - 1 + f.window_left - diagonal);
+  if (f.window_right >= 0) first_row = max(first_row, cta_n0 - diagonal - f.window_right);
+  if (f.window_left >= 0) last_row = min(last_row, cta_n0 + kGroups * kBlockN - 1 + f.window_left - diagonal);
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
   const int first_m_block = first_row / kBlockM;
   const int end_m_block = first_row <= last_row ? last_row / kBlockM + 1 : first_m_block;
@@ -215,7 +265,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
     Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
     Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-    scores_and_dp<TiledMma, AtomN>(acc_s, acc_dp, sQ, sK, sdO, sV, tid);
+    scores_and_dp<TiledMma, AtomN>(acc_s, acc_dp, sQ, sK, sdO, sV, gtid);
     Tensor s_rc = rowcol_view(acc_s);
     Tensor dp_rc = rowcol_view(acc_dp);
     const float* row_lse = stats + 2 * stage * kBlockM;
@@ -229,47 +279,28 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
       score_gradients<Traits::kHasDropout, kSoftcap, false>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
                                                             batch_head, m0, n0);
     }
-    store_fragment<TiledMma, Element>(acc_s, sP, tid);
-    store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
-    __syncthreads();
+    store_fragment<TiledMma, Element>(acc_s, sP, gtid);
+    store_fragment<TiledMma, Element>(acc_dp, sdS, gtid);
+    __syncthreads();  // P and dS of every group are in shared memory
 
-    gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, tid);  // dV += (P Z)^T dO
-    gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, tid);  // dK += dS^T Q
-    if constexpr (kFusedDq) {  // dQ(rows of this tile) += dS K, through the fp32 buffer
-      // In column chunks: a whole (64, d) accumulator next to acc_dk and acc_dv spilled far more
-      // than the chunks' repeated dS fragment loads cost.
-      constexpr int kChunk = kHeadDim % 64 == 0 ? 64 : 32;
-      Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
-      Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
-      Tensor dq_coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kChunk>>{}));
-      float* dq_rows = p.dq_accum + dq_accum_offset(p, seq, batch, m0, head);
-#pragma unroll
-      for (int chunk = 0; chunk < kHeadDim / kChunk; ++chunk) {
-        Tensor acc_dq = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kChunk>>{});
-        clear(acc_dq);
-        gemm_smem<TiledMma, AtomN, AtomT>(acc_dq, sdS, sdS,
-                                          local_tile(sKt, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
-                                          local_tile(sKt_shape, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
-                                          tid);
-        atomic_add_fragment<TiledMma>(dq_rows + chunk * kChunk, static_cast<int64_t>(f.h_q) * kHeadDim, acc_dq,
-                                      dq_coords);
-      }
-    }
+    gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, gtid);  // dV += (P Z)^T dO
+    gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, gtid);  // dK += dS^T Q
+    if constexpr (kFusedDq) fused_dq_step<Traits>(p, seq, batch, head, m0, base, scores, tid);
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees
   __syncthreads();     // every warp is done with sK / sV: they stage dK / dV now
 #pragma unroll
   for (int e = 0; e < size(acc_dk); ++e) acc_dk(e) *= f.softmax_scale;  // dS was left unscaled
-  store_fragment<TiledMmaKV, Element>(acc_dk, sK, tid);
-  store_fragment<TiledMmaKV, Element>(acc_dv, sV, tid);
+  store_fragment<TiledMmaKV, Element>(acc_dk, sK, gtid);
+  store_fragment<TiledMmaKV, Element>(acc_dv, sV, gtid);
   __syncthreads();
-  store_rows<kBlockN, kHeadDim, kNThreads>(sK, static_cast<Element*>(p.dk.data),
-                                           [&](int r) { return seq.key_offset(p.dk, n0 + r, kv_head); },
-                                           seq.seqlen_k - n0, f.head_dim, p.dk.aligned16, tid);
-  store_rows<kBlockN, kHeadDim, kNThreads>(sV, static_cast<Element*>(p.dv.data),
-                                           [&](int r) { return seq.key_offset(p.dv, n0 + r, kv_head); },
-                                           seq.seqlen_k - n0, f.head_dim, p.dv.aligned16, tid);
+  store_rows<kBlockN, kHeadDim, kGroupThreads>(sK, static_cast<Element*>(p.dk.data),
+                                               [&](int r) { return seq.key_offset(p.dk, n0 + r, kv_head); },
+                                               seq.seqlen_k - n0, f.head_dim, p.dk.aligned16, gtid);
+  store_rows<kBlockN, kHeadDim, kGroupThreads>(sV, static_cast<Element*>(p.dv.data),
+                                               [&](int r) { return seq.key_offset(p.dv, n0 + r, kv_head); },
+                                               seq.seqlen_k - n0, f.head_dim, p.dv.aligned16, gtid);
 }
 
 template <typename Traits, bool kSoftcap>
@@ -393,7 +424,7 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
 }
 
 template <typename Traits, bool kFusedDq>
-__global__ void __launch_bounds__(Traits::kNThreads) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
+__global__ void __launch_bounds__(Traits::kNThreadsDkDv) bwd_dkdv_kernel_sm80(const __grid_constant__ BwdParams p) {
   extern __shared__ __align__(128) char smem[];
   with_softcap_policy(p.fwd.softcap, [&](auto softcap) __attribute__((always_inline)) {
     bwd_dkdv_tile_sm80<Traits, decltype(softcap)::value, kFusedDq>(p, smem);

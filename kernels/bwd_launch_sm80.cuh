@@ -35,14 +35,15 @@ cudaError_t launch_bwd_sm80(const BwdParams& params, cudaStream_t stream) {
   cudaError_t status = launch_bwd_preprocess(params, dtype, stream);
   if (status != cudaSuccess) return status;
   const FwdParams& f = params.fwd;
-  const int64_t dkdv_grid = static_cast<int64_t>(params.num_n_blocks) * f.h_k * f.batch;
+  const int64_t dkdv_grid =
+      static_cast<int64_t>((params.num_n_blocks + Traits::kKeyGroups - 1) / Traits::kKeyGroups) * f.h_k * f.batch;
   if (params.dq_accum) {  // fused: dK/dV kernel adds dQ into dq_accum (zeroed by the pre-pass)
-    status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits, true>, dkdv_grid, Traits::kNThreads, Traits::kSmemBytesDkDv,
+    status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits, true>, dkdv_grid, Traits::kNThreadsDkDv, Traits::kSmemBytesDkDv,
                               params, stream);
     if (status != cudaSuccess) return status;
     return launch_bwd_dq_convert(params, dtype, stream);
   }
-  status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits, false>, dkdv_grid, Traits::kNThreads, Traits::kSmemBytesDkDv,
+  status = launch_with_smem(bwd_dkdv_kernel_sm80<Traits, false>, dkdv_grid, Traits::kNThreadsDkDv, Traits::kSmemBytesDkDv,
                             params, stream);
   if (status != cudaSuccess) return status;
   return launch_with_smem(bwd_dq_kernel_sm80<Traits>, static_cast<int64_t>(params.num_m_blocks) * f.h_q * f.batch,

@@ -27,8 +27,11 @@ struct BwdTraitsSm80 {
   static constexpr int kBlockN = kShape.block_n;  // key rows per tile
   static constexpr int kNWarps = kShape.num_warps;
   static_assert(kBlockM == 64 && kBlockN == 64, "the shared-memory layouts below assume 64 x 64 tiles");
-  static constexpr int kNThreads = kNWarps * 32;
+  static constexpr int kNThreads = kNWarps * 32;  // per key group (dK/dV kernel), per CTA (dQ kernel)
   static constexpr int kWarpsN = kNWarps / 4;
+  // dK/dV kernel: kKeyGroups groups of kNThreads threads, one 64-key tile each (tile_shape.h).
+  static constexpr int kKeyGroups = bwd_key_groups_sm80(kHeadDim);
+  static constexpr int kNThreadsDkDv = kNThreads * kKeyGroups;
   static_assert(kHeadDim % 32 == 0);
 
   static constexpr int kSmemRowElems = kHeadDim % 64 == 0 ? 64 : 32;
@@ -44,6 +47,16 @@ struct BwdTraitsSm80 {
   // (dO^T, Q^T) from shared memory for them; 2 x 2 halves that shared-memory traffic per MMA.
   using TiledMmaKV = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_2, cute::Int<2 * kWarpsN>, cute::_1>>,
                                     cute::Tile<cute::_32, cute::Int<32 * kWarpsN>, cute::_16>>;
+
+  // Fused dQ (dK/dV kernel): dQ += dS_g K_g over the key groups g, by all kNThreadsDkDv threads:
+  // 4 warps on the 64 rows, the rest side by side on the features.
+  static constexpr int kWarpsNDq = kNWarps * kKeyGroups / 4;
+  using TiledMmaDq = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_4, cute::Int<kWarpsNDq>, cute::_1>>,
+                                    cute::Tile<cute::_64, cute::Int<16 * kWarpsNDq>, cute::_16>>;
+  // Features per dQ GEMM pass: the whole head while its accumulator is <= 32 registers a thread,
+  // else column chunks (a whole (64, d) accumulator next to acc_dk / acc_dv spilled heavily).
+  static constexpr int kDqChunk = kHeadDim * 64 <= 32 * kNThreadsDkDv ? kHeadDim : (kHeadDim % 128 == 0 ? 128 : 64);
+  static_assert(kHeadDim % kDqChunk == 0 && kDqChunk % (16 * kWarpsNDq) == 0);
 
   using SmemLayoutAtom = decltype(cute::composition(
       cute::Swizzle<kSwizzleBits, 3, 3>{},
@@ -69,10 +82,11 @@ struct BwdTraitsSm80 {
   static constexpr int kScoresTileElems = 64 * 64;
   // Buffers of the streamed tiles (Q / dO in the dK/dV kernel, K / V in the dQ kernel).
   static constexpr int kStages = bwd_stages_sm80(kHeadDim);
-  // dK/dV kernel: kStages x (Q, dO), K, V, P, dS tiles + kStages x (LSE, D) rows.
-  // dQ kernel: Q, dO, kStages x (K, V), dS tiles + LSE and D rows.
+  // dK/dV kernel: kStages x (Q, dO), kKeyGroups x (K, V), kKeyGroups x (P, dS) tiles + kStages x
+  // (LSE, D) rows. dQ kernel: Q, dO, kStages x (K, V), dS tiles + LSE and D rows.
   static constexpr int kSmemBytesDkDv =
-      ((2 * kStages + 2) * kRowsTileElems + 2 * kScoresTileElems) * int(sizeof(Element)) + kStages * 2 * kBlockM * 4;
+      ((2 * kStages + 2 * kKeyGroups) * kRowsTileElems + 2 * kKeyGroups * kScoresTileElems) * int(sizeof(Element)) +
+      kStages * 2 * kBlockM * 4;
   static constexpr int kSmemBytesDq =
       ((2 + 2 * kStages) * kRowsTileElems + kScoresTileElems) * int(sizeof(Element)) + 2 * kBlockM * 4;
   static_assert(kSmemBytesDkDv == bwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element))), "host and device agree");
