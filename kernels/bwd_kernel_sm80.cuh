@@ -270,17 +270,21 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     Tensor dp_rc = rowcol_view(acc_dp);
     const float* row_lse = stats + 2 * stage * kBlockM;
     const float* row_d = stats + (2 * stage + 1) * kBlockM;
-    // Only the elementwise step differs between edge and interior tiles; the GEMMs around it are
-    // shared, so the second copy costs code size, not registers.
+    // Only the elementwise step (and the stores of P and dS) differs between edge and interior
+    // tiles; the GEMMs around it are shared, so the second copy costs code size, not registers.
+    // The stores sit inside each copy: with them after the join, ptxas merged the two copies'
+    // spilled acc_s / acc_dp through ~30 stack-to-stack moves per tile.
+    auto elementwise = [&](auto exact) __attribute__((always_inline)) {
+      score_gradients<Traits::kHasDropout, kSoftcap, decltype(exact)::value>(s_rc, dp_rc, coords_rc, row_lse, row_d,
+                                                                             rule, mask, f, batch_head, m0, n0);
+      store_fragment<TiledMma, Element>(acc_s, sP, gtid);
+      store_fragment<TiledMma, Element>(acc_dp, sdS, gtid);
+    };
     if (rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
-      score_gradients<Traits::kHasDropout, kSoftcap, true>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
-                                                           batch_head, m0, n0);
+      elementwise(true_type{});
     } else {
-      score_gradients<Traits::kHasDropout, kSoftcap, false>(s_rc, dp_rc, coords_rc, row_lse, row_d, rule, mask, f,
-                                                            batch_head, m0, n0);
+      elementwise(false_type{});
     }
-    store_fragment<TiledMma, Element>(acc_s, sP, gtid);
-    store_fragment<TiledMma, Element>(acc_dp, sdS, gtid);
     __syncthreads();  // P and dS of every group are in shared memory
 
     gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, gtid);  // dV += (P Z)^T dO
