@@ -30,12 +30,17 @@ __global__ void __launch_bounds__(kDqConvertWarpsPerBlock * 32)
   const float4* accum = reinterpret_cast<const float4*>(p.dq_accum + dq_accum_offset(p, seq, batch, i, head));
   const int64_t dq_row = seq.query_offset(p.dq, i, head);
   const float scale = seq.index_errors ? NAN : f.softmax_scale;
+  const bool whole_chunks = p.dq.aligned16 && f.head_dim % 4 == 0;  // 8-byte stores
   for (int feature = 4 * lane; feature < f.head_dim; feature += 4 * 32) {
     const float4 sum = accum[feature / 4];
-    const float values[4] = {sum.x, sum.y, sum.z, sum.w};
+    const float values[4] = {sum.x * scale, sum.y * scale, sum.z * scale, sum.w * scale};
+    if (whole_chunks) {
+      store4_from_float(p.dq.data, dq_row + feature, dtype, values);
+    } else {
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (feature + e < f.head_dim) store_from_float(p.dq.data, dq_row + feature + e, dtype, values[e] * scale);
+      for (int e = 0; e < 4; ++e)
+        if (feature + e < f.head_dim) store_from_float(p.dq.data, dq_row + feature + e, dtype, values[e]);
+    }
   }
 }
 

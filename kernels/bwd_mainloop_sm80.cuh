@@ -123,16 +123,20 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
 }
 
 // Converts an fp32 fragment to Element and stores it into a shared tile of the same shape.
+// Through a tiled copy that may assume 32-bit alignment: each thread's (col c, c + 1) pair is
+// adjacent in shared memory under the 16-byte-chunk swizzle, so it becomes one 32-bit store. An
+// element-wise copy into the swizzled view was two 16-bit stores per pair (64 STS per thread and
+// tile for P and dS).
 template <typename TiledMma, typename Element, typename Acc, typename Smem>
 __device__ __forceinline__ void store_fragment(const Acc& acc, Smem& smem, int tid) {
   using namespace cute;
   TiledMma tiled_mma;
-  auto thr_mma = tiled_mma.get_thread_slice(tid);
   Tensor converted = make_tensor_like<Element>(acc);
 #pragma unroll
   for (int e = 0; e < size(acc); ++e) converted(e) = Element(acc(e));
-  Tensor dst = thr_mma.partition_C(smem);
-  copy(converted, dst);
+  auto copy_c = make_tiled_copy_C(Copy_Atom<AutoVectorizingCopyWithAssumedAlignment<32>, Element>{}, tiled_mma);
+  auto thr_copy = copy_c.get_thread_slice(tid);
+  copy(copy_c, thr_copy.retile_S(converted), thr_copy.partition_D(smem));
 }
 
 }  // namespace kernels

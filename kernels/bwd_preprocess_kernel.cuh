@@ -31,8 +31,18 @@ __global__ void __launch_bounds__(kBwdPreprocessWarpsPerBlock * 32)
   const int64_t dout_row = seq.query_offset(p.dout, i, head);
   const int64_t out_row = seq.query_offset(f.out, i, head);
   float sum = 0.f;
-  for (int feature = lane; feature < f.head_dim; feature += 32)
-    sum += load_as_float(p.dout.data, dout_row + feature, dtype) * load_as_float(f.out.data, out_row + feature, dtype);
+  if (p.dout.aligned16 && f.out.aligned16 && f.head_dim % 8 == 0) {  // 16-byte loads (the usual case)
+    for (int feature = 8 * lane; feature < f.head_dim; feature += 8 * 32) {
+      float dout[8], out[8];
+      load8_as_float(p.dout.data, dout_row + feature, dtype, dout);
+      load8_as_float(f.out.data, out_row + feature, dtype, out);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sum += dout[e] * out[e];
+    }
+  } else {
+    for (int feature = lane; feature < f.head_dim; feature += 32)
+      sum += load_as_float(p.dout.data, dout_row + feature, dtype) * load_as_float(f.out.data, out_row + feature, dtype);
+  }
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   if (lane == 0) p.softmax_d.data[seq.stats_offset(p.softmax_d, i, head)] = sum;
