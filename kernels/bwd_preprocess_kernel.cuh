@@ -1,9 +1,12 @@
 // bwd_preprocess_kernel.cuh — the backward's pre-pass: D = rowsum(dO * O) per (row, head), fp32.
 //
 // D is the softmax Jacobian's row term (dS = P * (dP - D)); it is also an output of the C ABI
-// (softmax_d). One warp per (batch, row, head): lanes stride over features, a shuffle sums them.
-// In fused mode the same warp zeroes the row's dQ accumulator (dq_accum.cuh): one pass over the
-// rows instead of a separate memset launch.
+// (softmax_d). In fused mode the same pass zeroes each row's dQ accumulator (dq_accum.cuh): one
+// pass over the rows instead of a separate memset launch.
+//
+// The pass moves a few bytes per (row, head), so what it costs is per-row bookkeeping, not memory:
+// one CTA per (sequence, 64-row block) resolves the sequence once (RowBlockItems), and lane groups
+// of 16 (d <= 128) or 32 work on (row, head) items, 16 bytes per lane and load.
 #pragma once
 
 #include "bwd_params.h"
@@ -15,40 +18,68 @@
 namespace flashplus {
 namespace kernels {
 
-constexpr int kBwdPreprocessWarpsPerBlock = 4;
+constexpr int kRowPassThreads = 256;
+constexpr int kRowPassRows = 64;  // query rows per CTA
 
-__global__ void __launch_bounds__(kBwdPreprocessWarpsPerBlock * 32)
-    bwd_preprocess_kernel(const __grid_constant__ BwdParams p, int dtype) {
-  const FwdParams& f = p.fwd;
-  const int lane = threadIdx.x % 32;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kBwdPreprocessWarpsPerBlock + threadIdx.x / 32;
-  if (row >= static_cast<int64_t>(f.batch) * f.max_seqlen_q * f.h_q) return;
-  const int head = static_cast<int>(row % f.h_q);
-  const int i = static_cast<int>((row / f.h_q) % f.max_seqlen_q);
-  const int batch = static_cast<int>(row / f.h_q / f.max_seqlen_q);
-  const SeqlenInfo seq(f, batch);
-  if (i >= seq.seqlen_q) return;
-  const int64_t dout_row = seq.query_offset(p.dout, i, head);
-  const int64_t out_row = seq.query_offset(f.out, i, head);
-  float sum = 0.f;
-  if (p.dout.aligned16 && f.out.aligned16 && f.head_dim % 8 == 0) {  // 16-byte loads (the usual case)
-    for (int feature = 8 * lane; feature < f.head_dim; feature += 8 * 32) {
-      float dout[8], out[8];
-      load8_as_float(p.dout.data, dout_row + feature, dtype, dout);
-      load8_as_float(f.out.data, out_row + feature, dtype, out);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) sum += dout[e] * out[e];
-    }
-  } else {
-    for (int feature = lane; feature < f.head_dim; feature += 32)
-      sum += load_as_float(p.dout.data, dout_row + feature, dtype) * load_as_float(f.out.data, out_row + feature, dtype);
+// The (row, head) items of one CTA: rows [m0, m0 + kRowPassRows) of sequence `batch`, every query
+// head; `lanes` threads per item, items_per_pass items at a time.
+struct RowBlockItems {
+  int batch, m0, rows, lanes, items_per_pass, item, lane;
+  __device__ __forceinline__ RowBlockItems(const FwdParams& f, int num_m_blocks, int seqlen_q) {
+    batch = static_cast<int>(blockIdx.x) / num_m_blocks;
+    m0 = (static_cast<int>(blockIdx.x) % num_m_blocks) * kRowPassRows;
+    rows = min(kRowPassRows, seqlen_q - m0);
+    lanes = f.head_dim <= 128 ? 16 : 32;
+    items_per_pass = kRowPassThreads / lanes;
+    item = threadIdx.x / lanes;
+    lane = threadIdx.x % lanes;
   }
+  __device__ __forceinline__ int count(const FwdParams& f) const { return rows * f.h_q; }
+};
+
+// Sum over the lanes of one item group (a power of two <= 32, aligned within the warp).
+__device__ __forceinline__ float group_sum(float value, int lanes) {
+  for (int offset = lanes / 2; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset, lanes);
+  return value;
+}
+
+__global__ void __launch_bounds__(kRowPassThreads) bwd_preprocess_kernel(const __grid_constant__ BwdParams p, int dtype) {
+  const FwdParams& f = p.fwd;
+  const int num_m_blocks = (f.max_seqlen_q + kRowPassRows - 1) / kRowPassRows;
+  const SeqlenInfo seq(f, static_cast<int>(blockIdx.x) / num_m_blocks);
+  const RowBlockItems items(f, num_m_blocks, seq.seqlen_q);
+  if (items.rows <= 0) return;
+  const bool vector = p.dout.aligned16 && f.out.aligned16 && f.head_dim % 8 == 0;
+  // Every lane of a group runs the same number of passes (the shuffles need the whole group).
+  for (int base = 0; base < items.count(f); base += items.items_per_pass) {
+    const int at = base + items.item;
+    const bool active = at < items.count(f);
+    const int i = items.m0 + (active ? at / f.h_q : 0), head = active ? at % f.h_q : 0;
+    float sum = 0.f;
+    if (active) {
+      const int64_t dout_row = seq.query_offset(p.dout, i, head);
+      const int64_t out_row = seq.query_offset(f.out, i, head);
+      if (vector) {
+        for (int feature = 8 * items.lane; feature < f.head_dim; feature += 8 * items.lanes) {
+          float dout[8], out[8];
+          load8_as_float(p.dout.data, dout_row + feature, dtype, dout);
+          load8_as_float(f.out.data, out_row + feature, dtype, out);
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  if (lane == 0) p.softmax_d.data[seq.stats_offset(p.softmax_d, i, head)] = sum;
-  if (p.dq_accum) {
-    float* accum = p.dq_accum + dq_accum_offset(p, seq, batch, i, head);
-    for (int feature = lane; feature < p.dq_accum_head_dim; feature += 32) accum[feature] = 0.f;
+          for (int e = 0; e < 8; ++e) sum += dout[e] * out[e];
+        }
+      } else {
+        for (int feature = items.lane; feature < f.head_dim; feature += items.lanes)
+          sum += load_as_float(p.dout.data, dout_row + feature, dtype) * load_as_float(f.out.data, out_row + feature, dtype);
+      }
+    }
+    sum = group_sum(sum, items.lanes);
+    if (!active) continue;
+    if (items.lane == 0) p.softmax_d.data[seq.stats_offset(p.softmax_d, i, head)] = sum;
+    if (p.dq_accum) {
+      float4* accum = reinterpret_cast<float4*>(p.dq_accum + dq_accum_offset(p, seq, items.batch, i, head));
+      for (int chunk = items.lane; chunk < p.dq_accum_head_dim / 4; chunk += items.lanes)
+        accum[chunk] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
 }
 
