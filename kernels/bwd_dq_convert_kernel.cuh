@@ -1,7 +1,7 @@
 // bwd_dq_convert_kernel.cuh — the fused backward's post-pass: dq = softmax_scale * dq_accum,
 // converted to dq's dtype (the dK/dV kernel leaves dS unscaled, as in bwd_mainloop_sm80.cuh).
 //
-// Organised like the pre-pass (bwd_preprocess_kernel.cuh): one CTA per (sequence, 64-row block),
+// Organised like the pre-pass (bwd_preprocess_kernel.cuh): one CTA per (sequence, 8-row block),
 // lane groups per (row, head) item, four features per lane and step (one 16-byte load: accumulator
 // rows are kHeadDim floats, a multiple of 32). A sequence with a bad index gets NaN rows, as the
 // two-kernel path's dQ kernel writes them (seqlen_info.cuh).

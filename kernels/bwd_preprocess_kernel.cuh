@@ -5,7 +5,7 @@
 // pass over the rows instead of a separate memset launch.
 //
 // The pass moves a few bytes per (row, head), so what it costs is per-row bookkeeping, not memory:
-// one CTA per (sequence, 64-row block) resolves the sequence once (RowBlockItems), and lane groups
+// one CTA per (sequence, 8-row block) resolves the sequence once (RowBlockItems), and lane groups
 // of 16 (d <= 128) or 32 work on (row, head) items, 16 bytes per lane and load.
 #pragma once
 
@@ -19,7 +19,7 @@ namespace flashplus {
 namespace kernels {
 
 constexpr int kRowPassThreads = 256;
-constexpr int kRowPassRows = 64;  // query rows per CTA
+constexpr int kRowPassRows = 8;  // query rows per CTA: enough CTAs to overlap the latency-bound passes
 
 // The (row, head) items of one CTA: rows [m0, m0 + kRowPassRows) of sequence `batch`, every query
 // head; `lanes` threads per item, items_per_pass items at a time.

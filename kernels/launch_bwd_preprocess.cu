@@ -1,6 +1,6 @@
 // launch_bwd_preprocess.cu — host launchers of the backward's pre-pass (bwd_preprocess_kernel.cuh)
 // and of the fused mode's dQ post-pass (bwd_dq_convert_kernel.cuh). Both run one CTA per
-// (sequence, 64-row block).
+// (sequence, 8-row block).
 #include "bwd_dq_convert_kernel.cuh"
 #include "bwd_preprocess_kernel.cuh"
 
