@@ -14,7 +14,7 @@ softcap, varlen, paged K/V, GQA and split-KV are runtime flags (uniform branches
 A head dim that is not compiled is served by the smallest compiled one above it, with the extra
 features zero-filled on load and not stored.
 
-Usage: variants.py --preset dev|full --out-dir DIR     (or --list to print the variants)
+Usage: variants.py --preset dev|full|bench --out-dir DIR     (or --list to print the variants)
 """
 import argparse
 import json
@@ -26,6 +26,9 @@ import sys
 PRESETS = {
     "dev": {"archs": [80], "head_dims": [128], "dtypes": ["bf16"]},
     "full": {"archs": [80, 90], "head_dims": [64, 96, 128, 192, 256], "dtypes": ["fp16", "bf16"]},
+    # What `python -m flashplus bench` sweeps (bf16, d = 64 / 128 / 256), native, in a third of the
+    # full build's time: for a benchmark run on a freshly started device machine.
+    "bench": {"archs": [80, 90], "head_dims": [64, 128, 256], "dtypes": ["bf16"]},
 }
 
 # Kernel paths: name -> lowest compute capability it runs on.

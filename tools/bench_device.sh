@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench_device.sh — one call on a GPU machine: build libflashplus (CUDA, no tests) for the GPU
 # that is there, then run the project benchmark (python -m flashplus bench) against torch SDPA.
-# Usage (repository root): tools/bench_device.sh [preset=full] [extra bench args...]
+# Usage (repository root): tools/bench_device.sh [preset=full; "bench" builds only what the sweep uses] [extra bench args...]
 # Results (JSON, PNG, RESULTS_section.md) go to $OUT/bench, or bench/results/<date>.
 set -uo pipefail
 PRESET="${1:-full}"
