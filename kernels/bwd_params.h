@@ -26,13 +26,18 @@ struct BwdParams {
   int dq_accum_head_dim = 0;
 };
 
-// Rows of dq_accum: every sequence gets kDqAccumPadRows extra rows, so the last query tile's
-// atomics (up to 63 rows past the sequence end, all adding zeros) land in memory of its own and
-// need no bounds test.
+// Rows of dq_accum. The last query tile of a sequence adds up to 63 rows past its end (all zeros),
+// so every sequence owns whole tiles of rows and those atomics need no bounds test: dense
+// sequences get max_seqlen_q rounded up to kDqAccumPadRows rows each (no padding at all when it
+// divides, as in FA2's buffer), varlen ones kDqAccumPadRows extra rows each (their lengths are
+// not known on the host).
 constexpr int kDqAccumPadRows = 64;
+constexpr int64_t dq_accum_dense_rows(int max_seqlen_q) {
+  return (static_cast<int64_t>(max_seqlen_q) + kDqAccumPadRows - 1) / kDqAccumPadRows * kDqAccumPadRows;
+}
 inline int64_t dq_accum_rows(int batch, int max_seqlen_q, int64_t q_rows_total, bool varlen) {
-  return (varlen ? q_rows_total : static_cast<int64_t>(batch) * max_seqlen_q) +
-         static_cast<int64_t>(batch) * kDqAccumPadRows;
+  return varlen ? q_rows_total + static_cast<int64_t>(batch) * kDqAccumPadRows
+                : static_cast<int64_t>(batch) * dq_accum_dense_rows(max_seqlen_q);
 }
 
 }  // namespace kernels
