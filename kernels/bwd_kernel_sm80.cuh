@@ -299,12 +299,15 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   store_fragment<TiledMmaKV, Element>(acc_dk, sK, gtid);
   store_fragment<TiledMmaKV, Element>(acc_dv, sV, gtid);
   __syncthreads();
-  store_rows<kBlockN, kHeadDim, kGroupThreads>(sK, static_cast<Element*>(p.dk.data),
-                                               [&](int r) { return seq.key_offset(p.dk, n0 + r, kv_head); },
-                                               seq.seqlen_k - n0, f.head_dim, p.dk.aligned16, gtid);
-  store_rows<kBlockN, kHeadDim, kGroupThreads>(sV, static_cast<Element*>(p.dv.data),
-                                               [&](int r) { return seq.key_offset(p.dv, n0 + r, kv_head); },
-                                               seq.seqlen_k - n0, f.head_dim, p.dv.aligned16, gtid);
+  // dK / dV are dense or varlen, never paged: key rows a fixed stride apart.
+  if (n0 < seq.seqlen_k) {
+    Element* dk = static_cast<Element*>(p.dk.data) + seq.key_offset(p.dk, n0, kv_head);
+    Element* dv = static_cast<Element*>(p.dv.data) + seq.key_offset(p.dv, n0, kv_head);
+    store_strided_rows<kBlockN, kHeadDim, kGroupThreads>(sK, dk, p.dk.row_stride, seq.seqlen_k - n0, f.head_dim,
+                                                         p.dk.aligned16, gtid);
+    store_strided_rows<kBlockN, kHeadDim, kGroupThreads>(sV, dv, p.dv.row_stride, seq.seqlen_k - n0, f.head_dim,
+                                                         p.dv.aligned16, gtid);
+  }
 }
 
 template <typename Traits, bool kSoftcap>
@@ -422,9 +425,9 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
   }
   store_fragment<TiledMma, Element>(acc_dq, sQ, tid);
   __syncthreads();
-  store_rows<kBlockM, kHeadDim, kNThreads>(sQ, static_cast<Element*>(p.dq.data),
-                                           [&](int r) { return seq.query_offset(p.dq, m0 + r, head); },
-                                           seq.seqlen_q - m0, f.head_dim, p.dq.aligned16, tid);
+  Element* dq = static_cast<Element*>(p.dq.data) + seq.query_offset(p.dq, m0, head);
+  store_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, dq, p.dq.row_stride, seq.seqlen_q - m0, f.head_dim,
+                                                   p.dq.aligned16, tid);
 }
 
 template <typename Traits, bool kFusedDq>

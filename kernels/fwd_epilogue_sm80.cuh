@@ -84,10 +84,8 @@ struct FwdEpilogueSm80 {
 
     Element* out = static_cast<Element*>(p.out.data);
     if (rows.group == 1) {  // one head: a fixed row stride, no per-row (query, head) lookup
-      const int64_t row_stride = p.out.row_stride;
-      store_rows<kBlockM, kHeadDim, kNThreads>(sO, out + seq.query_offset(p.out, m0, rows.first_head),
-                                               [&](int r) { return r * row_stride; }, valid_rows, p.head_dim,
-                                               p.out.aligned16, tid);
+      store_strided_rows<kBlockM, kHeadDim, kNThreads>(sO, out + seq.query_offset(p.out, m0, rows.first_head),
+                                                       p.out.row_stride, valid_rows, p.head_dim, p.out.aligned16, tid);
     } else {
       store_rows<kBlockM, kHeadDim, kNThreads>(
           sO, out, [&](int r) { return seq.query_offset(p.out, rows.query(m0 + r), rows.head(m0 + r)); }, valid_rows,

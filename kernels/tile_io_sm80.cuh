@@ -133,5 +133,34 @@ __device__ __forceinline__ void store_rows(const SmemTile& tile, Element* base, 
   }
 }
 
+// store_rows for rows a fixed stride apart (row r of the destination at row0 + r * row_stride):
+// the forward's O, the backward's dK / dV / dQ. As load_strided_rows, each thread keeps one column
+// and steps one pointer when the threads cover whole rows per pass and 16-byte stores are allowed;
+// the general store_rows re-derived row, column, swizzled source and 64-bit destination per chunk
+// (~45 issued instructions per 16-byte store, ~700 per warp and CTA for the forward's O tile).
+template <int kRows, int kHeadDim, int kNThreads, typename Element, typename SmemTile>
+__device__ __forceinline__ void store_strided_rows(const SmemTile& tile, Element* row0, int64_t row_stride,
+                                                   int valid_rows, int head_dim, bool aligned16, int tid) {
+  constexpr int kChunksPerRow = kHeadDim / 8;
+  if constexpr (kNThreads % kChunksPerRow == 0 && kRows % (kNThreads / kChunksPerRow) == 0) {
+    if (aligned16 && head_dim % 8 == 0) {
+      constexpr int kRowStep = kNThreads / kChunksPerRow;
+      const int first_row = tid / kChunksPerRow;
+      const int col = (tid % kChunksPerRow) * 8;
+      if (col >= head_dim) return;
+      Element* dst = row0 + first_row * row_stride + col;
+#pragma unroll
+      for (int it = 0; it < kRows / kRowStep; ++it) {
+        const int row = first_row + it * kRowStep;
+        if (row < valid_rows) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(&tile(row, col));
+        dst += kRowStep * row_stride;
+      }
+      return;
+    }
+  }
+  store_rows<kRows, kHeadDim, kNThreads>(tile, row0, [&](int r) { return r * row_stride; }, valid_rows, head_dim,
+                                         aligned16, tid);
+}
+
 }  // namespace kernels
 }  // namespace flashplus
