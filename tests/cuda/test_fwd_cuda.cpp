@@ -337,6 +337,22 @@ bool harness_self_check() {
   return flag && std::string(flag) == "1";
 }
 
+// The oracle's dropout keep-mask of case c from the CPU backend's S_dmask signs (a negative entry
+// is a dropped one); `masked` is the case the CPU run used (c itself, or c with S_dmask requested).
+void set_keep_mask_from_dmask(HostCase& c, const HostCase& masked, const RunResult& cpu) {
+  const FwdSpec& spec = c.spec;
+  c.logical.keep.resize(sequences(spec));
+  for (int b = 0; b < sequences(spec); ++b) {
+    auto& keep = c.logical.keep[b];
+    keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
+    for (int h = 0; h < spec.h_q; ++h)
+      for (int i = 0; i < c.logical.s_q[b]; ++i)
+        for (int j = 0; j < c.logical.s_k[b]; ++j)
+          keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
+              std::signbit(cpu.dmask[dmask_index(masked, b, h, i, j)]) ? 0 : 1;
+  }
+}
+
 void check_case(const FwdSpec& spec) {
   const bool self_check = harness_self_check();
   if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
@@ -354,16 +370,7 @@ void check_case(const FwdSpec& spec) {
     // The keep-mask comes from the CPU backend's S_dmask signs.
     cpu = run_cpu(c);
     ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
-    c.logical.keep.resize(sequences(spec));
-    for (int b = 0; b < sequences(spec); ++b) {
-      auto& keep = c.logical.keep[b];
-      keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
-      for (int h = 0; h < spec.h_q; ++h)
-        for (int i = 0; i < c.logical.s_q[b]; ++i)
-          for (int j = 0; j < c.logical.s_k[b]; ++j)
-            keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
-                std::signbit(cpu.dmask[dmask_index(c, b, h, i, j)]) ? 0 : 1;
-    }
+    set_keep_mask_from_dmask(c, c, cpu);
   }
 
   const RunResult gpu = self_check ? run_cpu(c) : run_gpu(c);
@@ -718,16 +725,7 @@ void check_backward(const FwdSpec& spec) {
     HostCase masked = build_case(with_mask);
     const RunResult cpu = run_cpu(masked);
     ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
-    c.logical.keep.resize(sequences(spec));
-    for (int b = 0; b < sequences(spec); ++b) {
-      auto& keep = c.logical.keep[b];
-      keep.assign(static_cast<size_t>(spec.h_q) * c.logical.s_q[b] * c.logical.s_k[b], 1);
-      for (int h = 0; h < spec.h_q; ++h)
-        for (int i = 0; i < c.logical.s_q[b]; ++i)
-          for (int j = 0; j < c.logical.s_k[b]; ++j)
-            keep[(static_cast<size_t>(h) * c.logical.s_q[b] + i) * c.logical.s_k[b] + j] =
-                std::signbit(cpu.dmask[dmask_index(masked, b, h, i, j)]) ? 0 : 1;
-    }
+    set_keep_mask_from_dmask(c, masked, cpu);
   }
   const AttentionGrads exact = reference_backward_fp64(c.logical, dout);
   const AttentionGrads naive = reference_backward_same_precision(c.logical, dout, spec.dtype);
