@@ -64,6 +64,12 @@ def _set_tensors(args, **tensors) -> None:
         setattr(args, name, describe(t, name))
 
 
+def _set_scalars(args, **values) -> None:
+    """Copies scalar arguments by field name; bools become the ABI's int32 flags."""
+    for name, value in values.items():
+        setattr(args, name, int(value) if isinstance(value, bool) else value)
+
+
 def fwd(q, k, v, out, softmax_lse, s_dmask, *, cu_seqlens_q, cu_seqlens_k, seqused_k, leftpad_k,
         block_table, alibi_slopes, max_seqlen_q, max_seqlen_k, softmax_scale, softcap, is_causal,
         window_left, window_right, dropout_p, philox_seed, philox_offset, num_splits):
@@ -71,17 +77,10 @@ def fwd(q, k, v, out, softmax_lse, s_dmask, *, cu_seqlens_q, cu_seqlens_k, sequs
     _set_tensors(args, q=q, k=k, v=v, out=out, softmax_lse=softmax_lse, s_dmask=s_dmask,
                  cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, seqused_k=seqused_k,
                  leftpad_k=leftpad_k, block_table=block_table, alibi_slopes=alibi_slopes)
-    args.max_seqlen_q = max_seqlen_q
-    args.max_seqlen_k = max_seqlen_k
-    args.softmax_scale = softmax_scale
-    args.softcap = softcap
-    args.is_causal = int(is_causal)
-    args.window_left = window_left
-    args.window_right = window_right
-    args.dropout_p = dropout_p
-    args.philox_seed = philox_seed
-    args.philox_offset = philox_offset
-    args.num_splits = num_splits
+    _set_scalars(args, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
+                 softmax_scale=softmax_scale, softcap=softcap, is_causal=bool(is_causal),
+                 window_left=window_left, window_right=window_right, dropout_p=dropout_p,
+                 philox_seed=philox_seed, philox_offset=philox_offset, num_splits=num_splits)
     args.stream = stream_of(q)
     _call("flashplus_fwd", args, q)
 
@@ -93,17 +92,11 @@ def bwd(dout, q, k, v, out, softmax_lse, dq, dk, dv, softmax_d, *, cu_seqlens_q,
     _set_tensors(args, dout=dout, q=q, k=k, v=v, out=out, softmax_lse=softmax_lse, dq=dq, dk=dk,
                  dv=dv, softmax_d=softmax_d, cu_seqlens_q=cu_seqlens_q,
                  cu_seqlens_k=cu_seqlens_k, alibi_slopes=alibi_slopes)
-    args.max_seqlen_q = max_seqlen_q
-    args.max_seqlen_k = max_seqlen_k
-    args.softmax_scale = softmax_scale
-    args.softcap = softcap
-    args.is_causal = int(is_causal)
-    args.window_left = window_left
-    args.window_right = window_right
-    args.dropout_p = dropout_p
-    args.philox_seed = philox_seed
-    args.philox_offset = philox_offset
-    args.deterministic = int(deterministic)
+    _set_scalars(args, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
+                 softmax_scale=softmax_scale, softcap=softcap, is_causal=bool(is_causal),
+                 window_left=window_left, window_right=window_right, dropout_p=dropout_p,
+                 philox_seed=philox_seed, philox_offset=philox_offset,
+                 deterministic=bool(deterministic))
     args.stream = stream_of(q)
     _call("flashplus_bwd", args, q)
 
@@ -118,13 +111,9 @@ def fwd_kvcache(q, k_cache, v_cache, k_new, v_new, rotary_cos, rotary_sin, cache
                  cache_batch_idx=cache_batch_idx, cache_leftpad=cache_leftpad,
                  block_table=block_table, alibi_slopes=alibi_slopes, out=out,
                  softmax_lse=softmax_lse)
-    args.softmax_scale = softmax_scale
-    args.softcap = softcap
-    args.is_causal = int(is_causal)
-    args.window_left = window_left
-    args.window_right = window_right
-    args.rotary_interleaved = int(rotary_interleaved)
-    args.num_splits = num_splits
+    _set_scalars(args, softmax_scale=softmax_scale, softcap=softcap, is_causal=bool(is_causal),
+                 window_left=window_left, window_right=window_right,
+                 rotary_interleaved=bool(rotary_interleaved), num_splits=num_splits)
     args.stream = stream_of(q)
     _call("flashplus_fwd_kvcache", args, q)
 
