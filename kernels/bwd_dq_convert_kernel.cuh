@@ -18,10 +18,9 @@ namespace kernels {
 
 __global__ void __launch_bounds__(kRowPassThreads) bwd_dq_convert_kernel(const __grid_constant__ BwdParams p, int dtype) {
   const FwdParams& f = p.fwd;
-  const int num_m_blocks = (f.max_seqlen_q + kRowPassRows - 1) / kRowPassRows;
-  const SeqlenInfo seq(f, static_cast<int>(blockIdx.x) / num_m_blocks);
-  const RowBlockItems items(f, num_m_blocks, seq.seqlen_q);
+  const RowBlockItems items(f);
   if (items.rows <= 0) return;
+  const SeqlenInfo& seq = items.seq;
   const float scale = seq.index_errors ? NAN : f.softmax_scale;
   const bool whole_chunks = p.dq.aligned16 && f.head_dim % 4 == 0;  // 8-byte stores
   for (int at = items.item; at < items.count(f); at += items.items_per_pass) {

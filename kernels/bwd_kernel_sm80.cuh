@@ -82,6 +82,38 @@ __device__ __forceinline__ auto row_tile(typename Traits::Element* first, int i)
   return cute::make_tensor(cute::make_smem_ptr(first + i * Traits::kRowsTileElems), typename Traits::SmemLayoutRows{});
 }
 
+// Where the dK/dV kernel's tiles live in shared memory: kStages x (Q, dO), kKeyGroups x (K, V),
+// kKeyGroups x (P, dS), then kStages x (LSE, D) rows. One description for the kernel body and
+// fused_dq_step, which reads every group's K and dS.
+template <typename Traits>
+struct DkDvSmem {
+  using Element = typename Traits::Element;
+  static constexpr int kStages = Traits::kStages;
+  static constexpr int kGroups = Traits::kKeyGroups;
+  Element* base;
+
+  __device__ __forceinline__ auto q(int stage) const { return row_tile<Traits>(base, 2 * stage); }
+  __device__ __forceinline__ auto dout(int stage) const { return row_tile<Traits>(base, 2 * stage + 1); }
+  __device__ __forceinline__ auto key(int g) const { return row_tile<Traits>(base, 2 * kStages + 2 * g); }
+  __device__ __forceinline__ auto value(int g) const { return row_tile<Traits>(base, 2 * kStages + 2 * g + 1); }
+  __device__ __forceinline__ auto probs(int g) const { return scores_tile(2 * g); }
+  __device__ __forceinline__ auto ds(int g) const { return scores_tile(2 * g + 1); }
+  __device__ __forceinline__ float* lse(int stage) const { return stats() + 2 * stage * Traits::kBlockM; }
+  __device__ __forceinline__ float* row_d(int stage) const { return stats() + (2 * stage + 1) * Traits::kBlockM; }
+
+ private:
+  __device__ __forceinline__ Element* scores() const {
+    return base + (2 * kStages + 2 * kGroups) * Traits::kRowsTileElems;
+  }
+  __device__ __forceinline__ auto scores_tile(int i) const {
+    return cute::make_tensor(cute::make_smem_ptr(scores() + i * Traits::kScoresTileElems),
+                             typename Traits::SmemLayoutScores{});
+  }
+  __device__ __forceinline__ float* stats() const {
+    return reinterpret_cast<float*>(scores() + 2 * kGroups * Traits::kScoresTileElems);
+  }
+};
+
 // The dK/dV CTA's steps, head-major: (query head of the GQA group, query tile) pairs. Advanced by
 // counting rather than divided out of a step index: a division per step was a measurable share of
 // the issue slots.
@@ -101,8 +133,7 @@ struct BwdStep {
 // all groups' dS visible; the next step's barrier protects dS before it is overwritten.
 template <typename Traits>
 __device__ __forceinline__ void fused_dq_step(const BwdParams& p, const SeqlenInfo& seq, int batch, int head, int m0,
-                                              typename Traits::Element* base, typename Traits::Element* scores,
-                                              int tid) {
+                                              const DkDvSmem<Traits>& smem, int tid) {
   using namespace cute;
   using TiledMmaDq = typename Traits::TiledMmaDq;
   constexpr int kChunk = Traits::kDqChunk;
@@ -119,9 +150,8 @@ __device__ __forceinline__ void fused_dq_step(const BwdParams& p, const SeqlenIn
     clear(acc_dq);
 #pragma unroll
     for (int g = 0; g < Traits::kKeyGroups; ++g) {
-      Tensor sdS = make_tensor(make_smem_ptr(scores + (2 * g + 1) * Traits::kScoresTileElems),
-                               typename Traits::SmemLayoutScores{});
-      Tensor sK = row_tile<Traits>(base, 2 * Traits::kStages + 2 * g);
+      Tensor sdS = smem.ds(g);
+      Tensor sK = smem.key(g);
       Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
       Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
       gemm_smem<TiledMmaDq, typename Traits::SmemCopyAtom, typename Traits::SmemCopyAtomTransposed>(
@@ -134,7 +164,7 @@ __device__ __forceinline__ void fused_dq_step(const BwdParams& p, const SeqlenIn
 }
 
 template <typename Traits, bool kSoftcap, bool kFusedDq>
-__device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* smem) {
+__device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* smem_bytes) {
   using namespace cute;
   using Element = typename Traits::Element;
   using TiledMma = typename Traits::TiledMma;
@@ -165,20 +195,11 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   const int gtid = kGroups == 1 ? tid : tid % kGroupThreads;  // thread index within the group
   const int n0 = cta_n0 + group * kBlockN;  // this group's keys (may start past the sequence end)
 
-  // Shared memory: kStages x (Q, dO), kGroups x (K, V), kGroups x (P, dS), kStages x (LSE, D) rows.
-  Element* base = reinterpret_cast<Element*>(smem);
-  Element* staged = base;  // stage s: Q is row tile 2 s, dO row tile 2 s + 1
-  auto key_tile = [&](int g) { return row_tile<Traits>(base, 2 * kStages + 2 * g); };
-  auto value_tile = [&](int g) { return row_tile<Traits>(base, 2 * kStages + 2 * g + 1); };
-  Element* scores = base + (2 * kStages + 2 * kGroups) * Traits::kRowsTileElems;
-  auto ds_tile = [&](int g) {
-    return make_tensor(make_smem_ptr(scores + (2 * g + 1) * Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
-  };
-  Tensor sK = key_tile(group);
-  Tensor sV = value_tile(group);
-  Tensor sP = make_tensor(make_smem_ptr(scores + 2 * group * Traits::kScoresTileElems), typename Traits::SmemLayoutScores{});
-  Tensor sdS = ds_tile(group);
-  float* stats = reinterpret_cast<float*>(scores + 2 * kGroups * Traits::kScoresTileElems);  // stage s: LSE, D at 2 s, 2 s + 1
+  const DkDvSmem<Traits> smem{reinterpret_cast<Element*>(smem_bytes)};
+  Tensor sK = smem.key(group);
+  Tensor sV = smem.value(group);
+  Tensor sP = smem.probs(group);
+  Tensor sdS = smem.ds(group);
   // Transposed views: P^T, dS^T (A of dV, dK).
   Tensor sPt = make_tensor(sP.data(), typename Traits::SmemLayoutScoresT{});
   Tensor sPt_shape = make_tensor(sP.data(), typename Traits::SmemLayoutScoresTNoSwizzle{});
@@ -215,14 +236,14 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   const Element* dout_data = static_cast<const Element*>(p.dout.data);
   auto issue_step_loads = [&](const BwdStep& at, int stage) {
     const int m0 = at.m_block * kBlockM;
-    Tensor sQ = row_tile<Traits>(staged, 2 * stage);
-    Tensor sdO = row_tile<Traits>(staged, 2 * stage + 1);
+    Tensor sQ = smem.q(stage);
+    Tensor sdO = smem.dout(stage);
     load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q_data + seq.query_offset(f.q, m0, at.head), f.q.row_stride,
                                                     seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
     load_strided_rows<kBlockM, kHeadDim, kNThreads>(sdO, dout_data + seq.query_offset(p.dout, m0, at.head),
                                                     p.dout.row_stride, seq.seqlen_q - m0, f.head_dim,
                                                     p.dout.aligned16, tid);
-    load_row_stats<kBlockM>(p, seq, m0, at.head, stats + 2 * stage * kBlockM, stats + (2 * stage + 1) * kBlockM, tid);
+    load_row_stats<kBlockM>(p, seq, m0, at.head, smem.lse(stage), smem.row_d(stage), tid);
   };
   BwdStep current{kv_head * f.group_size, first_m_block};  // the step being computed
   BwdStep next_load = current;                             // the next step whose tiles to load
@@ -255,8 +276,8 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     current.advance(first_m_block, end_m_block);
     const LogitRule rule(f, batch, head, seq.seqlen_q, seq.seqlen_k);
     const uint32_t batch_head = static_cast<uint32_t>(batch * f.h_q + head);
-    Tensor sQ = row_tile<Traits>(staged, 2 * stage);
-    Tensor sdO = row_tile<Traits>(staged, 2 * stage + 1);
+    Tensor sQ = smem.q(stage);
+    Tensor sdO = smem.dout(stage);
     // Transposed views: dO^T, Q^T (B of dV, dK).
     Tensor sQt = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsT{});
     Tensor sQt_shape = make_tensor(sQ.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
@@ -268,8 +289,8 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     scores_and_dp<TiledMma, AtomN>(acc_s, acc_dp, sQ, sK, sdO, sV, gtid);
     Tensor s_rc = rowcol_view(acc_s);
     Tensor dp_rc = rowcol_view(acc_dp);
-    const float* row_lse = stats + 2 * stage * kBlockM;
-    const float* row_d = stats + (2 * stage + 1) * kBlockM;
+    const float* row_lse = smem.lse(stage);
+    const float* row_d = smem.row_d(stage);
     // Only the elementwise step (and the stores of P and dS) differs between edge and interior
     // tiles; the GEMMs around it are shared, so the second copy costs code size, not registers.
     // The stores sit inside each copy: with them after the join, ptxas merged the two copies'
@@ -289,7 +310,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
 
     gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dv, sPt, sPt_shape, sdOt, sdOt_shape, gtid);  // dV += (P Z)^T dO
     gemm_smem<TiledMmaKV, AtomT, AtomT>(acc_dk, sdSt, sdSt_shape, sQt, sQt_shape, gtid);  // dK += dS^T Q
-    if constexpr (kFusedDq) fused_dq_step<Traits>(p, seq, batch, head, m0, base, scores, tid);
+    if constexpr (kFusedDq) fused_dq_step<Traits>(p, seq, batch, head, m0, smem, tid);
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees

@@ -21,20 +21,26 @@ namespace kernels {
 constexpr int kRowPassThreads = 256;
 constexpr int kRowPassRows = 8;  // query rows per CTA: enough CTAs to overlap the latency-bound passes
 
-// The (row, head) items of one CTA: rows [m0, m0 + kRowPassRows) of sequence `batch`, every query
-// head; `lanes` threads per item, items_per_pass items at a time.
+// The (row, head) items of one CTA: rows [m0, m0 + kRowPassRows) of sequence `batch` (resolved
+// once, in seq), every query head; `lanes` threads per item, items_per_pass items at a time.
 struct RowBlockItems {
+  SeqlenInfo seq;
   int batch, m0, rows, lanes, items_per_pass, item, lane;
-  __device__ __forceinline__ RowBlockItems(const FwdParams& f, int num_m_blocks, int seqlen_q) {
+  __device__ __forceinline__ explicit RowBlockItems(const FwdParams& f)
+      : RowBlockItems(f, (f.max_seqlen_q + kRowPassRows - 1) / kRowPassRows) {}
+  __device__ __forceinline__ int count(const FwdParams& f) const { return rows * f.h_q; }
+
+ private:
+  __device__ __forceinline__ RowBlockItems(const FwdParams& f, int num_m_blocks)
+      : seq(f, static_cast<int>(blockIdx.x) / num_m_blocks) {
     batch = static_cast<int>(blockIdx.x) / num_m_blocks;
     m0 = (static_cast<int>(blockIdx.x) % num_m_blocks) * kRowPassRows;
-    rows = min(kRowPassRows, seqlen_q - m0);
+    rows = min(kRowPassRows, seq.seqlen_q - m0);
     lanes = f.head_dim <= 128 ? 16 : 32;
     items_per_pass = kRowPassThreads / lanes;
     item = threadIdx.x / lanes;
     lane = threadIdx.x % lanes;
   }
-  __device__ __forceinline__ int count(const FwdParams& f) const { return rows * f.h_q; }
 };
 
 // Sum over the lanes of one item group (a power of two <= 32, aligned within the warp).
@@ -45,10 +51,9 @@ __device__ __forceinline__ float group_sum(float value, int lanes) {
 
 __global__ void __launch_bounds__(kRowPassThreads) bwd_preprocess_kernel(const __grid_constant__ BwdParams p, int dtype) {
   const FwdParams& f = p.fwd;
-  const int num_m_blocks = (f.max_seqlen_q + kRowPassRows - 1) / kRowPassRows;
-  const SeqlenInfo seq(f, static_cast<int>(blockIdx.x) / num_m_blocks);
-  const RowBlockItems items(f, num_m_blocks, seq.seqlen_q);
+  const RowBlockItems items(f);
   if (items.rows <= 0) return;
+  const SeqlenInfo& seq = items.seq;
   const bool vector = p.dout.aligned16 && f.out.aligned16 && f.head_dim % 8 == 0;
   // Every lane of a group runs the same number of passes (the shuffles need the whole group).
   for (int base = 0; base < items.count(f); base += items.items_per_pass) {
