@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 #include <sstream>
 #include <string>
 
@@ -102,42 +103,92 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
 }
 
 // Smallest compiled head dim >= the request among variants of the dtype and dropout flag.
+bool is_decode_tile(const FwdVariant& v) { return v.decode_tile; }
+bool is_decode_tile(const BwdVariant&) { return false; }
+
 template <typename Variant, size_t N>
 const Variant* find_variant(const Variant (&table)[N], flashplus_dtype dtype, int head_dim, bool dropout, int arch) {
   const Variant* best = nullptr;
   for (const Variant& v : table) {
     if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || v.min_arch > arch) continue;
+    if (is_decode_tile(v)) continue;  // picked afterwards, by the query length (select_fwd_variant)
     if (!best || v.head_dim < best->head_dim) best = &v;
   }
   return best;
 }
 
-// Compute capability x10 of a device, or a failure.
-Status device_arch(int device_index, int& arch) {
+// What the host side needs to know of a device, queried once per device: every attention call
+// needs it, and the attribute queries and the kernel-image check cost microseconds per call, which
+// short calls (decode, s = 512) would pay on top of the kernels.
+struct DeviceInfo {
+  int arch = 0;            // compute capability x10
+  int multiprocessors = 1;
+  int max_dynamic_smem = 48 * 1024;  // opt-in limit per block
+  int smem_per_sm = 100 * 1024;
+};
+
+constexpr int kMaxCachedDevices = 64;
+
+// Only successful lookups are cached, so a failure is reported again on the next call.
+Status device_info(int device_index, DeviceInfo& info) {
+  static std::mutex mutex;
+  static DeviceInfo known[kMaxCachedDevices];
+  static std::atomic<bool> valid[kMaxCachedDevices] = {};
+  const bool cacheable = device_index >= 0 && device_index < kMaxCachedDevices;
+  if (cacheable && valid[device_index].load(std::memory_order_acquire)) {
+    info = known[device_index];
+    return Status::ok();
+  }
   int major = 0, minor = 0;
   cudaError_t e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_index);
   if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_index);
   if (e != cudaSuccess) return device_error("cudaDeviceGetAttribute(compute capability)", e);
-  arch = major * 10 + minor;
+  DeviceInfo fresh;
+  fresh.arch = major * 10 + minor;
+  if (cudaDeviceGetAttribute(&fresh.multiprocessors, cudaDevAttrMultiProcessorCount, device_index) != cudaSuccess) {
+    cudaGetLastError();
+    fresh.multiprocessors = 1;
+  }
+  if (cudaDeviceGetAttribute(&fresh.max_dynamic_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    fresh.max_dynamic_smem = 48 * 1024;
+  }
+  if (cudaDeviceGetAttribute(&fresh.smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device_index) !=
+      cudaSuccess) {
+    cudaGetLastError();
+    fresh.smem_per_sm = 100 * 1024;
+  }
+  info = fresh;
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(mutex);
+    known[device_index] = fresh;
+    valid[device_index].store(true, std::memory_order_release);
+  }
   return Status::ok();
 }
 
+// Compute capability x10 of a device, or a failure.
+Status device_arch(int device_index, int& arch) {
+  DeviceInfo info;
+  Status s = device_info(device_index, info);
+  arch = info.arch;
+  return s;
+}
+
 int multiprocessor_count(int device_index) {
-  int count = 0;
-  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_index) != cudaSuccess) {
-    cudaGetLastError();
-    return 1;
-  }
-  return count;
+  DeviceInfo info;
+  return device_info(device_index, info).is_ok() ? info.multiprocessors : 1;
 }
 
 int max_dynamic_smem(int device_index) {
-  int bytes = 0;
-  if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index) != cudaSuccess) {
-    cudaGetLastError();
-    return 48 * 1024;
-  }
-  return bytes;
+  DeviceInfo info;
+  return device_info(device_index, info).is_ok() ? info.max_dynamic_smem : 48 * 1024;
+}
+
+int smem_per_sm(int device_index) {
+  DeviceInfo info;
+  return device_info(device_index, info).is_ok() ? info.smem_per_sm : 100 * 1024;
 }
 
 // Common checks of a forward or backward request; finds its variant in `table`.
@@ -179,12 +230,39 @@ Status select_variant(const char* direction, const Variant (&table)[N], flashplu
 int fwd_smem(int head_dim, int element_size) { return kernels::fwd_smem_bytes_sm80(head_dim, element_size); }
 int bwd_smem(int head_dim, int element_size) { return kernels::bwd_smem_bytes_sm80(head_dim, element_size); }
 
+// Packed GQA (query_rows.cuh) for short queries: a decode step with G query heads per K/V head
+// then reads each K/V tile once per group instead of once per query head. Not with ALiBi or
+// dropout: their slope and random stream are per query head, applied per tile. Up to 64 queries
+// (half the big tile), so that a packed tile still holds at least two query heads.
+constexpr int kPackGqaMaxQueries = 64;
+
+bool packs_gqa(const FwdProblem& p) {
+  return p.h_q > p.h_k && p.mods.alibi_slopes == nullptr && !(p.dropout.p > 0.f) &&
+         p.seqs.max_seqlen_q <= kPackGqaMaxQueries;
+}
+
+// Rows of the tiles of one (batch entry, head or packed group).
+int64_t tile_rows(const FwdProblem& p) {
+  return static_cast<int64_t>(p.seqs.max_seqlen_q) * (packs_gqa(p) ? p.h_q / p.h_k : 1);
+}
+
+// The big-tile variant for the dtype / head dim / dropout, swapped for the decode-tile variant of
+// the same head dim when every tile has at most 16 rows (decode, speculative decoding).
 Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   Status s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
                             fwd_smem, variant);
   if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
+  if (variant->has_dropout || tile_rows(p) > kernels::fwd_tile_shape_sm80(variant->head_dim, true).block_m)
+    return Status::ok();
+  for (const FwdVariant& v : kFwdVariants) {
+    if (v.decode_tile && v.dtype == variant->dtype && v.head_dim == variant->head_dim &&
+        v.min_arch == variant->min_arch) {
+      variant = &v;
+      break;
+    }
+  }
   return Status::ok();
 }
 
@@ -222,14 +300,9 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
   f.h_k = p.h_k;
   f.head_dim = p.head_dim;
   f.group_size = p.h_q / p.h_k;
-  // Packed GQA (query_rows.cuh) for short queries: a decode step with G query heads per K/V head
-  // then reads each K/V tile once per group instead of once per query head. Not with ALiBi or
-  // dropout: their slope and random stream are per query head, applied per tile.
-  const int block_m = kernels::fwd_tile_shape_sm80(variant.head_dim).block_m;
-  f.pack_gqa = f.group_size > 1 && p.mods.alibi_slopes == nullptr && !(p.dropout.p > 0.f) &&
-               p.seqs.max_seqlen_q <= block_m / 2;
-  const int64_t packed_rows = static_cast<int64_t>(p.seqs.max_seqlen_q) * (f.pack_gqa ? f.group_size : 1);
-  f.num_m_blocks = static_cast<int>((packed_rows + block_m - 1) / block_m);
+  f.pack_gqa = packs_gqa(p);
+  const int block_m = variant.tile().block_m;
+  f.num_m_blocks = static_cast<int>((tile_rows(p) + block_m - 1) / block_m);
   f.max_seqlen_q = p.seqs.max_seqlen_q;
   f.max_seqlen_k = p.seqs.max_seqlen_k;
   f.cu_seqlens_q = p.seqs.cu_seqlens_q;
@@ -259,21 +332,22 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
 }
 
 // Split-KV when the grid would leave CTA slots idle (decode, small batch). A slot is one resident
-// CTA: the sm80 forward holds 255 registers per thread, so an SM runs two 4-warp CTAs (d <= 128)
-// or one 8-warp CTA. Filling every slot, not just every SM, matters most for decode, which is
-// bound by how many K/V loads are in flight. Picks the smallest split count whose wave efficiency
-// is within 85% of the best, each split keeping at least two key tiles.
+// CTA (ctas_per_sm: two 4-warp or one 8-warp big-tile CTA, up to 6 decode-tile CTAs at d = 128 on
+// sm90). Filling every slot, not just every SM, matters most for decode, which is bound by how
+// many K/V loads are in flight. Picks the smallest split count whose wave efficiency is within
+// 85% of the best, each split keeping at least two key tiles.
 int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant& variant) {
-  const kernels::TileShape tile = kernels::fwd_tile_shape_sm80(variant.head_dim);
+  const kernels::TileShape tile = variant.tile();
   const int n_blocks = std::max(1, (p.seqs.max_seqlen_k + tile.block_n - 1) / tile.block_n);
-  const int limit = std::min(kMaxSplits, n_blocks);
+  const int limit = std::min(kernels::kMaxSplitsKv, n_blocks);
   if (p.num_splits >= 1) return std::max(1, std::min(p.num_splits, limit));
   const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * kernels::StaticTileScheduler::heads(f);
-  const int slots = multiprocessor_count(p.device.index) * (tile.num_warps <= 4 ? 2 : 1);
+  const int slots = multiprocessor_count(p.device.index) *
+                    kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
   if (ctas >= slots * 4 / 5) return 1;
   const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
   double best_efficiency = 0.0;
-  double efficiency[kMaxSplits + 1] = {};
+  double efficiency[kernels::kMaxSplitsKv + 1] = {};
   for (int s = 1; s <= max_splits; ++s) {
     const double waves = static_cast<double>(ctas * s) / slots;
     efficiency[s] = waves / std::ceil(waves);
@@ -330,7 +404,10 @@ class ScopedWorkspace {
 
 bool compiled() { return true; }
 
+// Checked in full once per device; later calls only confirm the index (a device that passed
+// stays usable for the process, and the checks below cost more than a short kernel).
 Status device_status(int device_index) {
+  static std::atomic<bool> ready[kMaxCachedDevices] = {};
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) return device_error("no usable CUDA driver or device (cudaGetDeviceCount)", e);
@@ -338,6 +415,8 @@ Status device_status(int device_index) {
     return Status::error(FLASHPLUS_STATUS_DEVICE_ERROR, "CUDA device " + std::to_string(device_index) +
                                                             " does not exist (" + std::to_string(count) +
                                                             " visible)");
+  const bool cacheable = device_index < kMaxCachedDevices;
+  if (cacheable && ready[device_index].load(std::memory_order_acquire)) return Status::ok();
   int arch = 0;
   Status s = device_arch(device_index, arch);
   if (!s.is_ok()) return s;
@@ -354,6 +433,7 @@ Status device_status(int device_index) {
                          std::to_string(arch / 10) + "." + std::to_string(arch % 10))
                             .c_str(),
                         e);
+  if (cacheable) ready[device_index].store(true, std::memory_order_release);
   return Status::ok();
 }
 
@@ -388,19 +468,27 @@ Status fwd(const FwdProblem& problem) {
   if (e != cudaSuccess) return device_error((std::string("launch of ") + variant->name).c_str(), e);
 
   if (params.num_splits > 1) {
-    kernels::CombineParams c;
-    c.num_partials = params.num_splits;
+    kernels::SplitCombineParams c;
+    c.out_partial = params.out_partial;
+    c.lse_partial = params.lse_partial;
+    c.num_splits = params.num_splits;
     c.batch = params.batch;
-    c.seqlen = params.max_seqlen_q;
+    c.max_seqlen_q = params.max_seqlen_q;
     c.heads = params.h_q;
     c.head_dim = params.head_dim;
-    for (int i = 0; i < params.num_splits; ++i)
-      c.partials[i] = dense_partial(params.out_partial + i * out_split_elems, params.lse_partial + i * lse_split_elems,
-                                    params.max_seqlen_q, params.h_q, variant->head_dim);
-    set_combine_output(c, problem.out, problem.lse);
+    c.padded_head_dim = variant->head_dim;
+    c.out = problem.out.data;
+    c.out_dtype = problem.out.dtype;
+    c.out_batch_stride = problem.out.batch_stride;
+    c.out_row_stride = problem.out.row_stride;
+    c.out_head_stride = problem.out.head_stride;
+    c.lse = problem.lse.data;
+    c.lse_batch_stride = problem.lse.batch_stride;
+    c.lse_head_stride = problem.lse.head_stride;
+    c.lse_row_stride = problem.lse.row_stride;
     c.out_cu_seqlens = problem.seqs.cu_seqlens_q;
     c.out_rows_total = problem.seqs.total_q;
-    e = kernels::launch_combine(c, stream);
+    e = kernels::launch_split_combine(c, stream);
     if (e != cudaSuccess) return device_error("launch of the split-KV combine kernel", e);
   }
 
@@ -447,7 +535,7 @@ Status bwd(const BwdProblem& problem) {
   forward.mods = problem.mods;
   forward.dropout = problem.dropout;
   const FwdVariant reference{variant->name, variant->min_arch, variant->dtype, variant->head_dim, variant->has_dropout,
-                             nullptr};
+                             false, nullptr};
   BwdParams params;
   params.fwd = make_fwd_params(forward, reference);
   params.fwd.num_splits = 1;

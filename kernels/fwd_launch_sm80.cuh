@@ -12,9 +12,9 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Element, int kHeadDim, bool kHasDropout>
+template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile = false>
 cudaError_t launch_fwd_sm80(const FwdParams& params, cudaStream_t stream) {
-  using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout>;
+  using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile>;
   auto kernel = fwd_kernel_sm80<Traits>;
   constexpr int kSmemBytes = Traits::kSmemBytes;
   if constexpr (kSmemBytes > 48 * 1024) {

@@ -17,12 +17,14 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Element_, int kHeadDim_, bool kHasDropout_>
+// kDecodeTile: the one-warp, 16-row tile of short queries (tile_shape.h).
+template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false>
 struct FwdTraitsSm80 {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr bool kHasDropout = kHasDropout_;
-  static constexpr TileShape kShape = fwd_tile_shape_sm80(kHeadDim);
+  static constexpr bool kDecodeTile = kDecodeTile_;
+  static constexpr TileShape kShape = fwd_tile_shape_sm80(kHeadDim, kDecodeTile);
   static constexpr int kBlockM = kShape.block_m;
   static constexpr int kBlockN = kShape.block_n;
   static constexpr int kNWarps = kShape.num_warps;
@@ -56,7 +58,7 @@ struct FwdTraitsSm80 {
   static constexpr int kSmemQElems = kBlockM * kHeadDim;
   static constexpr int kSmemKVElems = kBlockN * kHeadDim;
   static constexpr int kSmemBytes = (kSmemQElems + 2 * kSmemKVElems) * int(sizeof(Element));
-  static_assert(kSmemBytes == fwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element))), "host and device agree");
+  static_assert(kSmemBytes == fwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element)), kDecodeTile), "host and device agree");
 };
 
 }  // namespace kernels

@@ -25,7 +25,11 @@ struct FwdVariant {
   flashplus_dtype dtype;
   int head_dim;          // compiled head dim; serves every head dim <= it
   bool has_dropout;
+  bool decode_tile;      // the one-warp, 16-row tile (tile_shape.h); chosen for <= 16 tile rows
   FwdLaunchFn launch;
+
+  constexpr TileShape tile() const { return fwd_tile_shape_sm80(head_dim, decode_tile); }
+  constexpr int smem_bytes(int element_size) const { return fwd_smem_bytes_sm80(head_dim, element_size, decode_tile); }
 };
 
 using BwdLaunchFn = cudaError_t (*)(const BwdParams&, cudaStream_t);
@@ -71,6 +75,24 @@ struct CombineParams {
 };
 
 cudaError_t launch_combine(const CombineParams& params, cudaStream_t stream);
+
+// ---- the forward's split-KV merge (split_combine_kernel.cuh) ----
+struct SplitCombineParams {
+  const float* out_partial = nullptr;  // (num_splits, batch, max_seqlen_q, heads, padded_head_dim)
+  const float* lse_partial = nullptr;  // (num_splits, batch, heads, max_seqlen_q)
+  int num_splits = 0;                  // 2..kMaxSplitsKv
+  int batch = 0, max_seqlen_q = 0, heads = 0, head_dim = 0;
+  int padded_head_dim = 0;             // the variant's compiled head dim (a multiple of 32)
+  void* out = nullptr;
+  int out_dtype = FLASHPLUS_DTYPE_FLOAT32;
+  int64_t out_batch_stride = 0, out_row_stride = 0, out_head_stride = 0;
+  float* lse = nullptr;  // optional
+  int64_t lse_batch_stride = 0, lse_head_stride = 0, lse_row_stride = 0;
+  const int32_t* out_cu_seqlens = nullptr;  // as in CombineParams
+  int64_t out_rows_total = 0;
+};
+
+cudaError_t launch_split_combine(const SplitCombineParams& params, cudaStream_t stream);
 
 // ---- KV-cache append + rotary (kv_append_kernel.cuh) ----
 struct KvAppendParams {

@@ -18,13 +18,30 @@ struct TileShape {
 
 // sm80 path (mma.sync m16n8k16). Up to d = 128, 4 warps each own 32 query rows; above that the
 // accumulator (d fp32 values per row) no longer fits 4 warps' registers, so 8 warps own 16 rows each.
-constexpr TileShape fwd_tile_shape_sm80(int head_dim) {
-  return head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
+//
+// The decode tile: one warp, 16 query rows (one MMA row fragment). A decode step has 1..16 tile
+// rows (s_q x the GQA group when packed), so a 128-row tile leaves 3 of its 4 warps idle, and its
+// 64 KiB of shared memory limit an SM to 3 CTAs, i.e. 3 K/V tiles in flight, while decode is
+// bound by how many K/V bytes are in flight. The one-warp CTA does the same MMA work per key tile
+// as the busy warp of the big tile, in 36 KiB at d = 128, so an SM runs 6 of them.
+constexpr TileShape fwd_tile_shape_sm80(int head_dim, bool decode_tile = false) {
+  return decode_tile ? TileShape{16, 64, 1} : head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
 }
 
 // Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile.
-constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size) {
-  return (fwd_tile_shape_sm80(head_dim).block_m + 2 * fwd_tile_shape_sm80(head_dim).block_n) * head_dim * element_size;
+constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size, bool decode_tile = false) {
+  return (fwd_tile_shape_sm80(head_dim, decode_tile).block_m + 2 * fwd_tile_shape_sm80(head_dim, decode_tile).block_n) *
+         head_dim * element_size;
+}
+
+// CTAs of a kernel that fit on one SM at once: registers (kernels are built for up to 255 per
+// thread, allocated per warp in units of 256), shared memory (each block also costs 1 KiB of
+// reserved shared memory) and the resident-block limit (16 on the smallest sm80+ parts).
+constexpr int ctas_per_sm(const TileShape& tile, int smem_bytes, int smem_per_sm) {
+  const int by_registers = 65536 / (tile.num_warps * 32 * 256);
+  const int by_smem = smem_per_sm / (smem_bytes + 1024);
+  const int limit = by_registers < by_smem ? by_registers : by_smem;
+  return limit < 1 ? 1 : limit > 16 ? 16 : limit;
 }
 
 // sm80 backward (both kernels): 64 x 64 tiles; warps as in bwd_traits_sm80.cuh.
@@ -51,9 +68,14 @@ constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size) {
          bwd_stages_sm80(head_dim) * 2 * 64 * 4;
 }
 
-// Most splits of the key range one forward call makes (and most partials one combine launch
-// reads). More would not help: a split needs at least one key tile of work.
+// Most partials one launch of the C ABI's combine (combine_kernel.cuh) reads; more are merged in
+// chunks.
 constexpr int kMaxSplits = 32;
+
+// Most splits of the key range one forward call makes (split_combine_kernel.cuh merges them).
+// Decode at batch 1 needs about this many: 4 K/V heads x 128 splits of one-warp CTAs are what
+// keeps enough K/V loads in flight to read a long context at full bandwidth.
+constexpr int kMaxSplitsKv = 128;
 
 }  // namespace kernels
 }  // namespace flashplus

@@ -9,7 +9,8 @@ Everything that depends on which variants exist is generated from here at CMake 
   variants.cmake                          source list and CUDA architectures for CMake
 
 Template parameters are only what changes registers or shared memory: element type, head dim,
-and dropout (the Philox words cost registers in the hot loop). Causal / sliding window, ALiBi,
+dropout (the Philox words cost registers in the hot loop), and for the forward the tile shape
+(the one-warp decode tile, "_decode"). Causal / sliding window, ALiBi,
 softcap, varlen, paged K/V, GQA and split-KV are runtime flags (uniform branches, well under 2%).
 A head dim that is not compiled is served by the smallest compiled one above it, with the extra
 features zero-filled on load and not stored.
@@ -53,7 +54,14 @@ def variants(preset, direction="fwd"):
                 for dropout in (False, True):
                     name = f"{direction}_{path}_{dtype}_hd{head_dim}" + ("_dropout" if dropout else "")
                     result.append({"name": name, "direction": direction, "path": path, "min_arch": min_arch,
-                                   "dtype": dtype, "head_dim": head_dim, "dropout": dropout})
+                                   "dtype": dtype, "head_dim": head_dim, "dropout": dropout,
+                                   "decode_tile": False})
+                # The forward's one-warp decode tile (tile_shape.h), for calls with at most 16 tile
+                # rows; not with dropout (inference), which keeps the big tile.
+                if direction == "fwd":
+                    result.append({"name": f"fwd_{path}_{dtype}_hd{head_dim}_decode", "direction": direction,
+                                   "path": path, "min_arch": min_arch, "dtype": dtype, "head_dim": head_dim,
+                                   "dropout": False, "decode_tile": True})
     return result
 
 
@@ -63,7 +71,7 @@ def instantiation_source(v):
             "namespace flashplus {\nnamespace kernels {\n\n"
             f'cudaError_t {v["name"]}(const {PARAMS[v["direction"]]}& params, cudaStream_t stream) {{\n'
             f'  return launch_{v["direction"]}_{v["path"]}<{DTYPES[v["dtype"]]["cute"]}, {v["head_dim"]}, '
-            f'{"true" if v["dropout"] else "false"}>(params, stream);\n'
+            f'{"true" if v["dropout"] else "false"}{", true" if v["decode_tile"] else ""}>(params, stream);\n'
             "}\n\n}  // namespace kernels\n}  // namespace flashplus\n")
 
 
@@ -90,8 +98,9 @@ def dispatch_table(preset, fwd, bwd):
     for table, vs in (("constexpr FwdVariant kFwdVariants[]", fwd), ("constexpr BwdVariant kBwdVariants[]", bwd)):
         lines.append(f"\n{table} = {{\n")
         for v in vs:
+            extra = f'{"true" if v["decode_tile"] else "false"}, ' if v["direction"] == "fwd" else ""
             lines.append(f'    {{"{v["name"]}", {v["min_arch"]}, {DTYPES[v["dtype"]]["enum"]}, {v["head_dim"]}, '
-                         f'{"true" if v["dropout"] else "false"}, &{v["name"]}}},\n')
+                         f'{"true" if v["dropout"] else "false"}, {extra}&{v["name"]}}},\n')
         lines.append("};\n")
     lines.append("\n")
     info = json.dumps(build_info(preset, fwd, bwd), separators=(",", ":"))

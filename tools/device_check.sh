@@ -60,6 +60,14 @@ summary=$(grep -E "^\[  PASSED  \]|^\[  FAILED  \] [0-9]+ test" "$LOGS/tests.log
 skipped=$(grep -cE "^\[  SKIPPED \] .* \([0-9]+ ms\)" "$LOGS/tests.log")
 row "gpu tests (rc $tests_rc, ${tests_s}s)" "$summary skipped: $skipped"
 
+echo "== Python tests on the GPU (pytest -k cuda; the flash_attn / flashplus layers over this build)"
+start=$(date +%s)
+(cd "$ROOT/tests/python" && FLASHPLUS_LIBRARY="$lib" PYTHONPATH="$ROOT/python" timeout 300 \
+  python3 -m pytest -q -p no:cacheprovider -k cuda --ignore=ring . >"$LOGS/pytest_gpu.log" 2>&1)
+pytest_rc=$?
+grep -E "FAILED|Error|passed|failed" "$LOGS/pytest_gpu.log" | tail -15
+row "python gpu tests (rc $pytest_rc, $(( $(date +%s) - start ))s)" "$(tail -1 "$LOGS/pytest_gpu.log")"
+
 echo "== forward timing (16k tokens, hidden 2048; median of 10)"
 "$TESTS" --gtest_also_run_disabled_tests --gtest_filter='*Timing*' >"$LOGS/timing.log" 2>&1
 grep "timing" "$LOGS/timing.log"

@@ -7,7 +7,9 @@ for the LSE never allocates the (b, h, s_q, s_k) matrix.
 
 Autograd goes through torch.autograd.Functions that call the private custom ops
 (_flash_attn_forward, ...; see _custom_ops.py) through the module-level `_wrapped_*` names, so
-code that patches those names, as some tools do, is honoured.
+code that patches those names, as some tools do, is honoured. Outside torch.compile the forward
+ops' Python implementations are called directly (_torch_library.eager: the dispatcher costs
+microseconds per call).
 
 Layouts: dense (b, s, h, d); varlen (total, h, d) with int32 cu_seqlens (b + 1);
 qkv packed (b, s, 3, h, d) / (total, 3, h, d); kv packed (b, s, 2, h_k, d) / (total, 2, h_k, d).
@@ -117,7 +119,7 @@ def _dense_forward(ctx, q, k, v, dropout_p, softmax_scale, causal, window_size, 
     d = q.shape[-1]
     pad = _pad_amount(q)
     q, k, v = _pad(pad, q, k, v)
-    out, lse, s_dmask, rng_state = _wrapped_flash_attn_forward(
+    out, lse, s_dmask, rng_state = _torch_library.eager(_wrapped_flash_attn_forward)(
         q, k, v, dropout_p, softmax_scale, causal=causal, window_size_left=window[0],
         window_size_right=window[1], softcap=softcap, alibi_slopes=alibi_slopes,
         return_softmax=return_softmax and dropout_p > 0)
@@ -147,7 +149,7 @@ def _varlen_forward(ctx, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_
     d = q.shape[-1]
     pad = _pad_amount(q)
     q, k, v = _pad(pad, q, k, v)
-    out, lse, s_dmask, rng_state = _wrapped_flash_attn_varlen_forward(
+    out, lse, s_dmask, rng_state = _torch_library.eager(_wrapped_flash_attn_varlen_forward)(
         q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p,
         softmax_scale, causal=causal, window_size_left=window[0], window_size_right=window[1],
         softcap=softcap, alibi_slopes=alibi_slopes,
@@ -461,7 +463,7 @@ def flash_attn_with_kvcache(
     if isinstance(cache_seqlens, int):
         cache_seqlens = torch.full((q.shape[0],), cache_seqlens, dtype=torch.int32,
                                    device=k_cache.device)
-    out, softmax_lse = _torch_library.fwd_kvcache(
+    out, softmax_lse = _torch_library.eager(_torch_library.fwd_kvcache, mutates_nothing=k is None and v is None)(
         q, k_cache, v_cache, k, v, rotary_cos, rotary_sin, cache_seqlens, cache_batch_idx,
         cache_leftpad, block_table, alibi_slopes, softmax_scale, causal, window[0], window[1],
         softcap, rotary_interleaved, num_splits)

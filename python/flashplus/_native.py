@@ -4,14 +4,13 @@ Every tensor crosses as a flashplus_tensor (see _tensor.py); scalars are copied 
 library validates every argument before doing any work, so an exception raised here means no
 output was written.
 """
-import contextlib
 import ctypes
 import json
 
 import torch
 
 from . import _lib
-from ._tensor import describe, stream_of
+from ._tensor import describe, fill, stream_of
 from .errors import error_for_status
 
 _BUILD_HINT_STATUSES = (_lib.STATUS_UNSUPPORTED, _lib.STATUS_NOT_COMPILED)
@@ -44,14 +43,10 @@ def build_hint() -> str:
             "CPU backend")
 
 
-def _device_guard(t: torch.Tensor):
-    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
-
-
 def _call(fn_name: str, args, device_tensor: torch.Tensor) -> None:
-    lib = _lib.load()
-    with _device_guard(device_tensor):
-        status = getattr(lib, fn_name)(ctypes.byref(args))
+    # No torch.cuda.device guard: the library makes the tensors' device current for the call
+    # itself (and restores the caller's), and the stream comes from stream_of(tensor's device).
+    status = getattr(_lib.load(), fn_name)(ctypes.byref(args))
     if status != _lib.STATUS_OK:
         message = _lib.last_error() or _lib.status_name(status)
         if device_tensor.device.type == "cuda" and _wants_build_hint(status, message):
@@ -60,8 +55,10 @@ def _call(fn_name: str, args, device_tensor: torch.Tensor) -> None:
 
 
 def _set_tensors(args, **tensors) -> None:
+    # Absent arguments stay as the library's init left them (all zero: "not given").
     for name, t in tensors.items():
-        setattr(args, name, describe(t, name))
+        if t is not None:
+            fill(getattr(args, name), t, name)
 
 
 def _set_scalars(args, **values) -> None:

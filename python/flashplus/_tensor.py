@@ -19,8 +19,6 @@ _DTYPES = {
     torch.int32: _lib.DTYPE_INT32,
 }
 
-_DEVICES = {"cpu": _lib.DEVICE_CPU, "cuda": _lib.DEVICE_CUDA}
-
 # A zero-element tensor may have data_ptr() == 0, which the ABI reads as "argument absent".
 # Such a tensor is never dereferenced, so any non-null address stands in for it.
 _EMPTY_STANDIN = ctypes.create_string_buffer(64)
@@ -32,6 +30,13 @@ def describe(t: Optional[torch.Tensor], name: str) -> _lib.Tensor:
     desc = _lib.Tensor()
     if t is None:
         return desc
+    fill(desc, t, name)
+    return desc
+
+
+def fill(desc: _lib.Tensor, t: torch.Tensor, name: str) -> None:
+    """Writes the description of `t` into `desc` (a field of an args struct, filled in place:
+    one call per tensor argument is on every attention call's path, so it avoids temporaries)."""
     if not isinstance(t, torch.Tensor):
         raise InvalidArgumentError(f"{name}: expected a torch.Tensor or None, got {type(t).__name__}")
     dtype = _DTYPES.get(t.dtype)
@@ -40,32 +45,41 @@ def describe(t: Optional[torch.Tensor], name: str) -> _lib.Tensor:
             f"{name}: dtype {t.dtype} is not supported (float16 and bfloat16; float32 on CPU; "
             "int32 for index tensors)"
         )
-    device_type = _DEVICES.get(t.device.type)
-    if device_type is None:
+    if t.is_cuda:
+        desc.device_type = _lib.DEVICE_CUDA
+        desc.device_index = t.get_device()
+    elif t.is_cpu:
+        desc.device_type = _lib.DEVICE_CPU
+        desc.device_index = 0
+    else:
         raise InvalidArgumentError(f"{name}: device {t.device} is not supported (cpu or cuda)")
-    if not 1 <= t.dim() <= _lib.MAX_DIMS:
+    shape = t.shape
+    ndim = len(shape)
+    if not 1 <= ndim <= _lib.MAX_DIMS:
         raise InvalidArgumentError(
-            f"{name}: expected 1 to {_lib.MAX_DIMS} dimensions, got {t.dim()} (shape {tuple(t.shape)})"
+            f"{name}: expected 1 to {_lib.MAX_DIMS} dimensions, got {ndim} (shape {tuple(shape)})"
         )
     if t.layout != torch.strided:
         raise InvalidArgumentError(f"{name}: layout {t.layout} is not supported (dense tensors only)")
     data = t.data_ptr()
     desc.data = data if data or t.numel() else _EMPTY_ADDRESS
     desc.dtype = dtype
-    desc.device_type = device_type
-    desc.device_index = t.device.index or 0
-    desc.ndim = t.dim()
-    for i, (size, stride) in enumerate(zip(t.shape, t.stride())):
-        desc.sizes[i] = size
-        desc.strides[i] = stride
+    desc.ndim = ndim
+    desc.sizes[:ndim] = shape
+    strides = t.stride()
     # A size-1 last dimension has no meaningful stride; torch may report any value there.
-    if t.shape[-1] == 1:
-        desc.strides[t.dim() - 1] = 1
-    return desc
+    desc.strides[:ndim] = strides if shape[-1] != 1 else strides[:-1] + (1,)
+
+
+# The raw current-stream pointer without building a torch.cuda.Stream object (a private torch
+# function that inductor's generated code also uses; the public path is the fallback).
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
 def stream_of(t: torch.Tensor):
     """The current CUDA stream of t's device as a void*, None (default stream / CPU) otherwise."""
-    if t.device.type != "cuda":
+    if not t.is_cuda:
         return None
+    if _raw_stream is not None:
+        return _raw_stream(t.get_device()) or None
     return torch.cuda.current_stream(t.device).cuda_stream or None

@@ -14,6 +14,13 @@ from . import ops
 _HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
 
 
+# Registered op handle (torch.ops.<ns>.<name>) -> (the Python function it runs, whether the op
+# declares mutated arguments).
+_IMPLEMENTATIONS = {}
+
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+
+
 def custom_op(name, mutates_args):
     """torch.library.custom_op, keeping inspect.signature() of the result equal to the function's."""
     def wrap(fn):
@@ -23,8 +30,26 @@ def custom_op(name, mutates_args):
         op.__signature__ = inspect.signature(fn)
         op.__doc__ = fn.__doc__
         op.__name__ = fn.__name__
+        namespace, op_name = name.split("::")
+        _IMPLEMENTATIONS[getattr(getattr(torch.ops, namespace), op_name)] = (fn, bool(mutates_args))
         return op
     return wrap
+
+
+def eager(handle, mutates_nothing: bool = False):
+    """What to call for `handle` (a registered op, or whatever a tool patched in its place).
+
+    Outside torch.compile a registered op is swapped for its Python implementation when the call
+    mutates nothing (an op without mutated arguments, or a caller that knows this call writes none
+    of them, as a KV-cache step without new keys): the dispatcher's path (autograd redispatch,
+    the custom-op wrapper, a dynamo-disable frame) costs microseconds per call, a visible share of
+    a decode step or a short sequence, and gives an eager caller nothing. Under torch.compile (and
+    on torch without torch.compiler.is_compiling) the op itself is called, so tracing sees the
+    opaque op."""
+    if _is_compiling is None or _is_compiling():
+        return handle
+    fn, mutates = _IMPLEMENTATIONS.get(handle, (handle, False))
+    return handle if mutates and not mutates_nothing else fn
 
 
 def register_fake(op):

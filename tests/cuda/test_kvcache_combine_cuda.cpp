@@ -236,6 +236,23 @@ std::vector<KvSpec> kv_specs() {
   v.push_back({.name = "DecodeSplitHeuristic", .batch = 1, .s_q = 1, .s_new = 1, .h_q = 8, .h_k = 1, .cache_batch = 1,
                .s_cache = 2048, .cache_seqlens = {2000}, .num_splits = 0});
   v.push_back({.name = "NoAppendNoRotary", .s_new = 0, .rotary_dim = 0});
+  // Tile choice (cuda_backend.cu): at most 16 tile rows (s_q x the packed group) take the one-warp
+  // decode tile, more the 128-row tile; both with split-KV.
+  v.push_back({.name = "Decode16RowsPackedSplits", .s_q = 2, .s_new = 2, .h_q = 16, .h_k = 2,
+               .cache_seqlens = {250, 77}, .num_splits = 3});
+  v.push_back({.name = "Decode24RowsBigTileSplits", .s_q = 3, .s_new = 3, .h_q = 16, .h_k = 2,
+               .cache_seqlens = {250, 77}, .num_splits = 3});
+  v.push_back({.name = "DecodeMhaOneRowPaged16", .s_q = 1, .s_new = 1, .h_q = 3, .h_k = 3, .page_size = 16,
+               .cache_seqlens = {255, 130}, .causal = false, .num_splits = 0});
+  // More splits than one lane's LSE register holds (split_combine_kernel.cuh: 32 per register),
+  // an odd count, and splits left empty by the rounding of the per-split tile count.
+  v.push_back({.name = "DecodeHundredSplits", .batch = 1, .s_q = 1, .s_new = 1, .h_q = 8, .h_k = 2,
+               .cache_batch = 1, .s_cache = 8192, .cache_seqlens = {8100}, .num_splits = 101});
+  v.push_back({.name = "DecodeMaxSplitsHd64Paged", .batch = 2, .s_q = 1, .s_new = 1, .h_q = 8, .h_k = 1, .d = 64,
+               .cache_batch = 2, .s_cache = 8192, .page_size = 16, .cache_seqlens = {8192 - 1, 5000},
+               .rotary_dim = 32, .num_splits = 500});
+  v.push_back({.name = "DecodeHd256SplitHeuristic", .batch = 1, .s_q = 1, .s_new = 1, .h_q = 4, .h_k = 1, .d = 256,
+               .cache_batch = 1, .s_cache = 4096, .cache_seqlens = {4000}, .num_splits = 0});
   return v;
 }
 
