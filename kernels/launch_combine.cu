@@ -18,9 +18,12 @@ cudaError_t launch_combine(const CombineParams& params, cudaStream_t stream) {
 cudaError_t launch_split_combine(const SplitCombineParams& params, cudaStream_t stream) {
   const int64_t rows = static_cast<int64_t>(params.batch) * params.max_seqlen_q * params.heads;
   if (rows == 0) return cudaSuccess;
-  if (params.num_splits < 1 || params.num_splits > kMaxSplitsKv || params.padded_head_dim % 32 != 0)
+  if (params.num_splits < 1 || params.num_splits > kMaxSplitsKv || params.padded_head_dim % 32 != 0 ||
+      params.padded_head_dim > kSplitCombineMaxHeadDim)
     return cudaErrorInvalidValue;
-  const int64_t blocks = (rows + kSplitCombineWarpsPerBlock - 1) / kSplitCombineWarpsPerBlock;
+  const int64_t blocks = params.num_splits >= kSplitCombineBlockPerRowSplits
+                             ? rows
+                             : (rows + kSplitCombineWarpsPerBlock - 1) / kSplitCombineWarpsPerBlock;
   if (blocks > INT32_MAX) return cudaErrorInvalidConfiguration;
   split_combine_kernel<<<static_cast<unsigned>(blocks), kSplitCombineWarpsPerBlock * 32, 0, stream>>>(params);
   return cudaGetLastError();

@@ -19,7 +19,7 @@ export FLASHPLUS_LIBRARY="$BUILD/libflashplus.so"
 echo "== C++ timing harnesses"
 "$BUILD/kernels/tests_cuda/flashplus_cuda_tests" --gtest_also_run_disabled_tests --gtest_filter='*Timing*' 2>&1 | grep timing
 echo "== per-kernel times"
-PYTHONPATH=python python3 tools/kernel_times.py 2>&1 | tail -40
+PYTHONPATH=python python3 tools/kernel_times.py 2>&1 | grep -v "^\s*$"
 if [ -n "${NCU_SHAPES:-}" ]; then
   echo "== Nsight Compute ($NCU_SHAPES)"
   OUT="$LOGS" tools/ncu_profile.sh
