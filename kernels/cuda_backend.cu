@@ -254,7 +254,12 @@ Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
-  if (variant->has_dropout || tile_rows(p) > kernels::fwd_tile_shape_sm80(variant->head_dim, true).block_m)
+  // Not for paged K/V: its loader reads one block-table entry per 16-byte chunk, ~15 instructions
+  // a chunk, and a one-warp CTA issues 4x the chunks per thread of a 4-warp one: measured on an
+  // H200 (b = 64, 8k context, page size 16) the decode tile's kernel took 921 us, the big tile
+  // ~810 us (earlier benchmark). A per-thread page walk made both slower (spills): not used.
+  if (variant->has_dropout || p.seqs.block_table != nullptr ||
+      tile_rows(p) > kernels::fwd_tile_shape_sm80(variant->head_dim, true).block_m)
     return Status::ok();
   for (const FwdVariant& v : kFwdVariants) {
     if (v.decode_tile && v.dtype == variant->dtype && v.head_dim == variant->head_dim &&

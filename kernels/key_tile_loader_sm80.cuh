@@ -5,9 +5,8 @@
 // paged branch, several hundred issued instructions per tile and thread, and the live index
 // values were what ptxas spilled. Dense and varlen keys are a fixed stride apart, so here each
 // thread keeps one pointer to its first chunk of key 0 and steps it by the row stride. Paged
-// K/V: each thread walks consecutive rows, reading the block table once per page it enters.
-// Tensors without 16-byte alignment and head dims whose rows do not split evenly over the threads
-// keep a general gather.
+// K/V (all page numbers of a tile read first, then all copies), tensors without 16-byte alignment
+// and head dims whose rows do not split evenly over the threads keep a general gather.
 #pragma once
 
 #include <cstdint>
@@ -55,37 +54,30 @@ class KeyTileLoader {
                                                       static_cast<int64_t>(kRowStep) * t_.row_stride,
                                                       tid / kChunksPerRow, col, valid_rows, col < head_dim);
     } else if (paged_) {
-      // Each thread copies one column of kChunksPerThread consecutive rows, so it walks its pages
-      // in order: one block-table read when it enters a page (two or three per tile at page size
-      // 16) instead of one per chunk, and the source pointer steps by the row stride inside a
-      // page. (Per-chunk lookups cost ~15 instructions a chunk: with the one-warp decode tile,
-      // 32 chunks per thread and tile, they outweighed the tile's MMAs.)
-      const int first_row = (tid / kChunksPerRow) * kChunksPerThread;
+      // All block-table reads first, so that they are in flight together; each copy then waits
+      // only for its own page number.
+      const int first_row = tid / kChunksPerRow;
       const int col = (tid % kChunksPerRow) * 8;
       const bool column_inside = col < head_dim;
-      const Element* head_base = static_cast<const Element*>(t_.data) + static_cast<int64_t>(kv_head) * t_.head_stride + col;
-      int slot = seq.page_of(n0 + first_row);
-      int in_page = seq.row_in_page(n0 + first_row);
-      int page = first_row < valid_rows ? seq.page(slot) : 0;
-      const Element* src = head_base + max(page, 0) * t_.batch_stride + static_cast<int64_t>(in_page) * t_.row_stride;
+      int page[kChunksPerThread];
 #pragma unroll
       for (int it = 0; it < kChunksPerThread; ++it) {
-        const int row = first_row + it;
+        const int row = first_row + it * kRowStep;
+        page[it] = row < valid_rows ? seq.page(seq.page_of(n0 + row)) : 0;
+      }
+      const Element* head_base = static_cast<const Element*>(t_.data) + static_cast<int64_t>(kv_head) * t_.head_stride + col;
+#pragma unroll
+      for (int it = 0; it < kChunksPerThread; ++it) {
+        const int row = first_row + it * kRowStep;
         Element* dst = &tile(row, col);
-        if (row < valid_rows && column_inside && page >= 0) {
-          cp_async_16(dst, src);
-        } else if (row < valid_rows && page < 0) {
+        if (row < valid_rows && column_inside && page[it] >= 0) {
+          const int in_page = seq.row_in_page(n0 + row);
+          cp_async_16(dst, head_base + page[it] * t_.batch_stride + static_cast<int64_t>(in_page) * t_.row_stride);
+        } else if (page[it] < 0) {
           // A bad block-table entry (reported by page()): NaN keys, so the rows that see them are NaN.
           *reinterpret_cast<uint4*>(dst) = make_uint4(~0u, ~0u, ~0u, ~0u);
         } else {
           *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-        }
-        src += t_.row_stride;
-        if (++in_page == seq.page_size && it + 1 < kChunksPerThread) {
-          in_page = 0;
-          ++slot;
-          page = row + 1 < valid_rows ? seq.page(slot) : 0;
-          src = head_base + max(page, 0) * t_.batch_stride;
         }
       }
     } else {
@@ -98,7 +90,7 @@ class KeyTileLoader {
  private:
   const RowsAddr& t_;
   bool strided_ = false;  // dense / varlen rows: one pointer per thread, stepped by the row stride
-  bool paged_ = false;    // paged rows: consecutive rows per thread, one block-table read per page
+  bool paged_ = false;    // paged rows: one block-table read per chunk, issued before the copies
   const Element* thread_src_ = nullptr;
 };
 
