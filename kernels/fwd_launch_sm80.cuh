@@ -1,4 +1,4 @@
-// fwd_launch_sm80.cuh — host launcher of the sm80 forward for one (dtype, head dim, dropout)
+// fwd_launch_sm80.cuh — host launcher of the sm80 forward for one (dtype, head dim, dropout, tile)
 // variant. Included only by the generated instantiation files (one variant per file, so the
 // variants compile in parallel).
 #pragma once
