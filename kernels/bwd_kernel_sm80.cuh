@@ -147,16 +147,23 @@ __device__ __forceinline__ void fused_dq_step(const BwdParams& p, const SeqlenIn
 #pragma unroll
   for (int chunk = 0; chunk < kHeadDim / kChunk; ++chunk) {
     Tensor acc_dq = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kChunk>>{});
-    clear(acc_dq);
 #pragma unroll
     for (int g = 0; g < Traits::kKeyGroups; ++g) {
       Tensor sdS = smem.ds(g);
       Tensor sK = smem.key(g);
       Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
       Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
-      gemm_smem<TiledMmaDq, typename Traits::SmemCopyAtom, typename Traits::SmemCopyAtomTransposed>(
-          acc_dq, sdS, sdS, local_tile(sKt, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
-          local_tile(sKt_shape, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)), tid);
+      auto gemm_dq = [&](auto fresh) __attribute__((always_inline)) {
+        gemm_smem<TiledMmaDq, typename Traits::SmemCopyAtom, typename Traits::SmemCopyAtomTransposed,
+                  decltype(fresh)::value>(
+            acc_dq, sdS, sdS, local_tile(sKt, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)),
+            local_tile(sKt_shape, Shape<Int<kChunk>, Int<kBlockN>>{}, make_coord(chunk, 0)), tid);
+      };
+      if (g == 0) {
+        gemm_dq(true_type{});  // the first group's product initialises acc_dq
+      } else {
+        gemm_dq(false_type{});
+      }
     }
     atomic_add_fragment<TiledMmaDq>(dq_rows + chunk * kChunk, static_cast<int64_t>(p.fwd.h_q) * kHeadDim, acc_dq,
                                     coords);

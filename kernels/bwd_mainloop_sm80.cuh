@@ -21,11 +21,12 @@
 namespace flashplus {
 namespace kernels {
 
-// acc += A @ B^T with A (M, K) and B (N, K) in shared memory. read_a / read_b are the views that
-// ldmatrix reads (transposed views with the .trans atom); shape_a / shape_b are the same views
-// without swizzle, used only to shape the register fragments.
-template <typename TiledMma, typename AtomA, typename AtomB, typename Acc, typename ReadA, typename ShapeA,
-          typename ReadB, typename ShapeB>
+// acc += A @ B^T with A (M, K) and B (N, K) in shared memory (acc = A @ B^T when kFresh: the first
+// k-slice's MMAs then take the constant zero register as accumulator, which saves clearing acc).
+// read_a / read_b are the views that ldmatrix reads (transposed views with the .trans atom);
+// shape_a / shape_b are the same views without swizzle, used only to shape the register fragments.
+template <typename TiledMma, typename AtomA, typename AtomB, bool kFresh = false, typename Acc, typename ReadA,
+          typename ShapeA, typename ReadB, typename ShapeB>
 __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const ShapeA& shape_a, const ReadB& read_b,
                                           const ShapeB& shape_b, int tid) {
   using namespace cute;
@@ -52,7 +53,13 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
       copy(copy_a, src_a(_, _, k + 1), dst_a(_, _, k + 1));
       copy(copy_b, src_b(_, _, k + 1), dst_b(_, _, k + 1));
     }
-    gemm(tiled_mma, frag_a(_, _, k), frag_b(_, _, k), acc);
+    if (kFresh && k == 0) {
+      Tensor zero = make_fragment_like(acc);
+      clear(zero);
+      gemm(tiled_mma, acc, frag_a(_, _, k), frag_b(_, _, k), zero);
+    } else {
+      gemm(tiled_mma, frag_a(_, _, k), frag_b(_, _, k), acc);
+    }
   }
 }
 
@@ -61,10 +68,8 @@ __device__ __forceinline__ void gemm_smem(Acc& acc, const ReadA& read_a, const S
 template <typename TiledMma, typename Atom, typename AccS, typename AccDP, typename SmemRows>
 __device__ __forceinline__ void scores_and_dp(AccS& acc_s, AccDP& acc_dp, const SmemRows& sQ, const SmemRows& sK,
                                               const SmemRows& sdO, const SmemRows& sV, int tid) {
-  cute::clear(acc_s);
-  cute::clear(acc_dp);
-  gemm_smem<TiledMma, Atom, Atom>(acc_s, sQ, sQ, sK, sK, tid);
-  gemm_smem<TiledMma, Atom, Atom>(acc_dp, sdO, sdO, sV, sV, tid);
+  gemm_smem<TiledMma, Atom, Atom, true>(acc_s, sQ, sQ, sK, sK, tid);
+  gemm_smem<TiledMma, Atom, Atom, true>(acc_dp, sdO, sdO, sV, sV, tid);
 }
 
 // In place: acc_s (raw q.k) becomes P * Z, acc_dp (dO.v) becomes dS_raw / scale. All views rowcol.

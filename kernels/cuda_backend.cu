@@ -103,15 +103,15 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
 }
 
 // Smallest compiled head dim >= the request among variants of the dtype and dropout flag.
-bool is_decode_tile(const FwdVariant& v) { return v.decode_tile; }
-bool is_decode_tile(const BwdVariant&) { return false; }
+bool is_specialised(const FwdVariant& v) { return v.decode_tile || v.strided_kv; }
+bool is_specialised(const BwdVariant&) { return false; }
 
 template <typename Variant, size_t N>
 const Variant* find_variant(const Variant (&table)[N], flashplus_dtype dtype, int head_dim, bool dropout, int arch) {
   const Variant* best = nullptr;
   for (const Variant& v : table) {
     if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || v.min_arch > arch) continue;
-    if (is_decode_tile(v)) continue;  // picked afterwards, by the query length (select_fwd_variant)
+    if (is_specialised(v)) continue;  // picked afterwards, by query length and K/V layout (select_fwd_variant)
     if (!best || v.head_dim < best->head_dim) best = &v;
   }
   return best;
@@ -246,28 +246,63 @@ int64_t tile_rows(const FwdProblem& p) {
   return static_cast<int64_t>(p.seqs.max_seqlen_q) * (packs_gqa(p) ? p.h_q / p.h_k : 1);
 }
 
-// The big-tile variant for the dtype / head dim / dropout, swapped for the decode-tile variant of
-// the same head dim when every tile has at most 16 rows (decode, speculative decoding).
+bool aligned16(const void* data, int64_t a, int64_t b, int64_t c, int element_size) {
+  const int64_t elements = 16 / element_size;
+  return reinterpret_cast<uintptr_t>(data) % 16 == 0 && a % elements == 0 && b % elements == 0 &&
+         c % elements == 0;
+}
+
+// Whether K and V can be read by the strided-only loader of a "_strided" variant whose tiles
+// have `threads` threads: rows a fixed stride apart (not paged), 16-byte copies allowed, and whole
+// rows per pass. The same test key_tile_loader_sm80.cuh's general loader makes per CTA.
+bool kv_rows_strided(const FwdProblem& p, int compiled_head_dim, int threads) {
+  const int element_size = 2;
+  auto aligned = [&](const RowsView& v) {
+    return aligned16(v.data, v.batch_stride, v.row_stride, v.head_stride, element_size);
+  };
+  return p.seqs.block_table == nullptr && p.head_dim % 8 == 0 && aligned(p.k) && aligned(p.v) &&
+         kernels::fixed_column_loads(compiled_head_dim, threads);
+}
+
+// A variant of the same dtype, head dim and architecture as `base` with the given tile and K/V
+// loader, or nullptr when the preset did not compile it.
+const FwdVariant* sibling_variant(const FwdVariant& base, bool decode_tile, bool strided_kv) {
+  for (const FwdVariant& v : kFwdVariants) {
+    if (v.dtype == base.dtype && v.head_dim == base.head_dim && v.min_arch == base.min_arch &&
+        v.has_dropout == base.has_dropout && v.decode_tile == decode_tile && v.strided_kv == strided_kv)
+      return &v;
+  }
+  return nullptr;
+}
+
+// The general big-tile variant for the dtype / head dim / dropout, swapped for
+//  - the decode-tile variant of the same head dim when every tile has at most 16 rows (decode,
+//    speculative decoding) and its K/V loader can read this layout, else
+//  - the strided-only big-tile variant when K/V allow it (dense and varlen training, prefill).
 Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   Status s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
                             fwd_smem, variant);
   if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
-  // Not for paged K/V: its loader reads one block-table entry per 16-byte chunk, ~15 instructions
-  // a chunk, and a one-warp CTA issues 4x the chunks per thread of a 4-warp one: measured on an
-  // H200 (b = 64, 8k context, page size 16) the decode tile's kernel took 921 us, the big tile
-  // ~810 us (earlier benchmark). A per-thread page walk made both slower (spills): not used.
-  if (variant->has_dropout || p.seqs.block_table != nullptr ||
-      tile_rows(p) > kernels::fwd_tile_shape_sm80(variant->head_dim, true).block_m)
-    return Status::ok();
-  for (const FwdVariant& v : kFwdVariants) {
-    if (v.decode_tile && v.dtype == variant->dtype && v.head_dim == variant->head_dim &&
-        v.min_arch == variant->min_arch) {
-      variant = &v;
-      break;
+  if (variant->has_dropout) return Status::ok();
+  // The decode tile is not for paged K/V: its loader reads one block-table entry per 16-byte
+  // chunk, ~15 instructions a chunk, and a one-warp CTA issues 4x the chunks per thread of a
+  // 4-warp one: measured on an H200 (b = 64, 8k context, page size 16) the decode tile's kernel
+  // took 921 us, the big tile ~810 us (earlier benchmark). A per-thread page walk made both
+  // slower (spills): not used.
+  const kernels::TileShape decode = kernels::fwd_tile_shape_sm80(variant->head_dim, true);
+  if (p.seqs.block_table == nullptr && tile_rows(p) <= decode.block_m) {
+    const FwdVariant* candidate = sibling_variant(*variant, true, true);
+    if (candidate && !kv_rows_strided(p, candidate->head_dim, 32 * decode.num_warps)) candidate = nullptr;
+    if (!candidate) candidate = sibling_variant(*variant, true, false);
+    if (candidate) {
+      variant = candidate;
+      return Status::ok();
     }
   }
+  const FwdVariant* strided = sibling_variant(*variant, false, true);
+  if (strided && kv_rows_strided(p, strided->head_dim, 32 * strided->tile().num_warps)) variant = strided;
   return Status::ok();
 }
 
@@ -276,11 +311,6 @@ Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
                         bwd_smem, variant);
 }
 
-bool aligned16(const void* data, int64_t a, int64_t b, int64_t c, int element_size) {
-  const int64_t elements = 16 / element_size;
-  return reinterpret_cast<uintptr_t>(data) % 16 == 0 && a % elements == 0 && b % elements == 0 &&
-         c % elements == 0;
-}
 
 kernels::RowsAddr rows_addr(const RowsView& v) {
   kernels::RowsAddr a;
@@ -540,7 +570,7 @@ Status bwd(const BwdProblem& problem) {
   forward.mods = problem.mods;
   forward.dropout = problem.dropout;
   const FwdVariant reference{variant->name, variant->min_arch, variant->dtype, variant->head_dim, variant->has_dropout,
-                             false, nullptr};
+                             false, false, nullptr};
   BwdParams params;
   params.fwd = make_fwd_params(forward, reference);
   params.fwd.num_splits = 1;

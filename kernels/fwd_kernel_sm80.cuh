@@ -140,8 +140,9 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   if (!range.empty()) {
     const Element* q = static_cast<const Element*>(p.q.data);
     auto q_row = [&](int r) { return seq.query_offset(p.q, rows.query(m0 + r), rows.head(m0 + r)); };
-    const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> k_loader(p.k, seq, kv_head, p.head_dim, tid);
-    const KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element> v_loader(p.v, seq, kv_head, p.head_dim, tid);
+    using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, Traits::kStridedKv>;
+    const Loader k_loader(p.k, seq, kv_head, p.head_dim, tid);
+    const Loader v_loader(p.v, seq, kv_head, p.head_dim, tid);
     auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
     auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
 
@@ -165,13 +166,16 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 
     // A warp owns the 16-row MMA fragments starting at rows 16 w, 16 w + 16 kNWarps, ...; when even
     // its first row lies past the sequence (decode: a packed tile holds G rows of 128) it skips the
-    // MMAs and the softmax, and only loads and synchronises with the CTA.
+    // MMAs and the softmax, and only loads and synchronises with the CTA. The test selects one of
+    // two loops (below), not a branch inside one: ptxas if-converted the in-loop test into
+    // predicated MMAs plus 32 register clears per tile.
     const bool warp_has_rows = m0 + 16 * (tid / 32) < rows.rows;
 
     // One key tile. Key tiles are visited from last to first, so the ones that need the exact rule
     // (sequence end, causal diagonal) come first.
-    auto visit = [&](int n_block, auto exact) __attribute__((always_inline)) {
+    auto visit = [&](int n_block, auto exact, auto busy) __attribute__((always_inline)) {
       constexpr bool kExact = decltype(exact)::value;
+      constexpr bool kBusy = decltype(busy)::value;
       const int n0 = n_block * kBlockN;
       cp_async_wait<0>();
       __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
@@ -179,7 +183,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       cp_async_fence();
 
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-      if (warp_has_rows) Mainloop::gemm_qk(acc_s, sQ, sK, tid);
+      if constexpr (kBusy) Mainloop::gemm_qk(acc_s, sQ, sK, tid);
 
       cp_async_wait<0>();
       __syncthreads();  // V landed; every warp finished reading K
@@ -187,7 +191,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
         load_k(n_block - 1);
         cp_async_fence();
       }
-      if (!warp_has_rows) return;
+      if constexpr (!kBusy) return;
 
       Tensor acc_s_rc = rowcol_view(acc_s);
       apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
@@ -200,13 +204,17 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       Mainloop::gemm_pv(acc_o, rP, sVt, sVt_no_swizzle, tid);
     };
 
-    for (int n_block = range.end - 1; n_block >= range.begin; --n_block) {
-      const int n0 = n_block * kBlockN;
-      if (rule.has_alibi || !mask.all_visible(first_query, last_query + 1, n0, n0 + kBlockN)) {
-        visit(n_block, true_type{});
-      } else {
-        visit(n_block, false_type{});
+    if (warp_has_rows) {
+      for (int n_block = range.end - 1; n_block >= range.begin; --n_block) {
+        const int n0 = n_block * kBlockN;
+        if (rule.has_alibi || !mask.all_visible(first_query, last_query + 1, n0, n0 + kBlockN)) {
+          visit(n_block, true_type{}, true_type{});
+        } else {
+          visit(n_block, false_type{}, true_type{});
+        }
       }
+    } else {
+      for (int n_block = range.end - 1; n_block >= range.begin; --n_block) visit(n_block, false_type{}, false_type{});
     }
   }
 

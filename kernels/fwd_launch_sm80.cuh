@@ -1,4 +1,4 @@
-// fwd_launch_sm80.cuh — host launcher of the sm80 forward for one (dtype, head dim, dropout, tile)
+// fwd_launch_sm80.cuh — host launcher of the sm80 forward for one (dtype, head dim, dropout, tile, K/V loader)
 // variant. Included only by the generated instantiation files (one variant per file, so the
 // variants compile in parallel).
 #pragma once
@@ -12,9 +12,9 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile = false>
+template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile, bool kStridedKv>
 cudaError_t launch_fwd_sm80(const FwdParams& params, cudaStream_t stream) {
-  using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile>;
+  using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile, kStridedKv>;
   auto kernel = fwd_kernel_sm80<Traits>;
   constexpr int kSmemBytes = Traits::kSmemBytes;
   if constexpr (kSmemBytes > 48 * 1024) {

@@ -17,13 +17,16 @@
 namespace flashplus {
 namespace kernels {
 
-// kDecodeTile: the one-warp, 16-row tile of short queries (tile_shape.h).
-template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false>
+// kDecodeTile: the one-warp, 16-row tile of short queries (tile_shape.h). kStridedKv: K/V loaded
+// only by the strided path (key_tile_loader_sm80.cuh); the host picks such a variant only for
+// K/V rows that allow it (kv_rows_strided in cuda_backend.cu).
+template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false, bool kStridedKv_ = false>
 struct FwdTraitsSm80 {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr bool kHasDropout = kHasDropout_;
   static constexpr bool kDecodeTile = kDecodeTile_;
+  static constexpr bool kStridedKv = kStridedKv_;
   static constexpr TileShape kShape = fwd_tile_shape_sm80(kHeadDim, kDecodeTile);
   static constexpr int kBlockM = kShape.block_m;
   static constexpr int kBlockN = kShape.block_n;

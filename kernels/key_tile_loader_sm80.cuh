@@ -7,6 +7,12 @@
 // thread keeps one pointer to its first chunk of key 0 and steps it by the row stride. Paged
 // K/V (all page numbers of a tile read first, then all copies), tensors without 16-byte alignment
 // and head dims whose rows do not split evenly over the threads keep a general gather.
+//
+// kStridedOnly (a variant policy, variants.py "_strided"): the loader has only the strided path.
+// The gather and paged paths cost nothing at run time when not taken, but ptxas allocates
+// registers for the whole loop body: with them the dense d = 128 forward (sm_90) spilled 4200
+// bytes of reloads (static), without them 1960. The host picks these variants only for K/V that
+// satisfy kv_rows_strided() (launch.h), the same test the general loader makes per CTA.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +20,7 @@
 #include "fwd_params.h"
 #include "seqlen_info.cuh"
 #include "tile_io_sm80.cuh"
+#include "tile_shape.h"
 
 namespace flashplus {
 namespace kernels {
@@ -21,11 +28,12 @@ namespace kernels {
 // Holds only a pointer and a flag: the tensor description stays a reference into the kernel
 // parameters (constant bank), since every register kept live across the main loop is one the
 // MMA accumulators cannot have.
-template <int kRows, int kHeadDim, int kNThreads, typename Element>
+template <int kRows, int kHeadDim, int kNThreads, typename Element, bool kStridedOnly = false>
 class KeyTileLoader {
   static constexpr int kChunksPerRow = kHeadDim / 8;
   // A thread keeps one column when the threads cover whole rows per pass (not for d = 96 / 192).
-  static constexpr bool kFixedColumn = kNThreads % kChunksPerRow == 0;
+  static constexpr bool kFixedColumn = fixed_column_loads(kHeadDim, kNThreads);
+  static_assert(kFixedColumn || !kStridedOnly, "strided-only loaders need whole rows per pass");
   static constexpr int kRowStep = kFixedColumn ? kNThreads / kChunksPerRow : 1;
   static constexpr int kChunksPerThread = kRows * kChunksPerRow / kNThreads;
 
@@ -34,8 +42,8 @@ class KeyTileLoader {
                                            int tid)
       : t_(t) {
     const bool fixed_column = kFixedColumn && t.aligned16 && head_dim % 8 == 0;
-    strided_ = fixed_column && seq.pages == nullptr;
-    paged_ = fixed_column && seq.pages != nullptr;
+    strided_ = kStridedOnly || (fixed_column && seq.pages == nullptr);
+    paged_ = !kStridedOnly && fixed_column && seq.pages != nullptr;
     if (strided_) {
       thread_src_ = static_cast<const Element*>(t.data) + seq.key_offset(t, tid / kChunksPerRow, kv_head) +
                     (tid % kChunksPerRow) * 8;
@@ -48,12 +56,22 @@ class KeyTileLoader {
   __device__ __forceinline__ void load(SmemTile& tile, const SeqlenInfo& seq, int kv_head, int head_dim, int n0,
                                        int tid) const {
     const int valid_rows = seq.seqlen_k - n0;
-    if (strided_) {
+    if (kStridedOnly || strided_) {
       const int col = (tid % kChunksPerRow) * 8;
       copy_strided_chunks<kChunksPerThread, kRowStep>(tile, thread_src_ + static_cast<int64_t>(n0) * t_.row_stride,
                                                       static_cast<int64_t>(kRowStep) * t_.row_stride,
                                                       tid / kChunksPerRow, col, valid_rows, col < head_dim);
-    } else if (paged_) {
+      return;
+    }
+    if constexpr (!kStridedOnly) load_gathered(tile, seq, kv_head, head_dim, n0, valid_rows, tid);
+  }
+
+ private:
+  // Paged rows, and rows without 16-byte copies or whole rows per pass.
+  template <typename SmemTile>
+  __device__ __forceinline__ void load_gathered(SmemTile& tile, const SeqlenInfo& seq, int kv_head, int head_dim,
+                                                int n0, int valid_rows, int tid) const {
+    if (paged_) {
       // All block-table reads first, so that they are in flight together; each copy then waits
       // only for its own page number.
       const int first_row = tid / kChunksPerRow;

@@ -26,6 +26,7 @@ struct FwdVariant {
   int head_dim;          // compiled head dim; serves every head dim <= it
   bool has_dropout;
   bool decode_tile;      // the one-warp, 16-row tile (tile_shape.h); chosen for <= 16 tile rows
+  bool strided_kv;       // K/V loader for strided rows only (dense / varlen, 16-byte aligned)
   FwdLaunchFn launch;
 
   constexpr TileShape tile() const { return fwd_tile_shape_sm80(head_dim, decode_tile); }

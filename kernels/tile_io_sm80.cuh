@@ -69,9 +69,22 @@ __device__ __forceinline__ void load_rows(SmemTile& tile, const Element* base, R
 // kChunks 16-byte copies of one thread into column `col` of the tile, rows first_row,
 // first_row + kRowStep, ...; src is the first chunk's source and advances by src_step per chunk.
 // Rows at or past valid_rows, and every row when !column_inside, are zero-filled instead.
+//
+// A thread whose chunks all lie inside (every tile but the sequence's last) takes a copy without
+// predicates: the guarded form costs per chunk a compare, a predicated zero store and, after
+// each such store, three never-executed `@!PT LDS` that ptxas inserts before the cp.async to the
+// same address; ~60 issue slots per forward K/V tile pair and thread.
 template <int kChunks, int kRowStep, typename SmemTile, typename Element>
 __device__ __forceinline__ void copy_strided_chunks(SmemTile& tile, const Element* src, int64_t src_step,
                                                     int first_row, int col, int valid_rows, bool column_inside) {
+  if (column_inside && first_row + (kChunks - 1) * kRowStep < valid_rows) {
+#pragma unroll
+    for (int it = 0; it < kChunks; ++it) {
+      cp_async_16(&tile(first_row + it * kRowStep, col), src);
+      src += src_step;
+    }
+    return;
+  }
 #pragma unroll
   for (int it = 0; it < kChunks; ++it) {
     const int row = first_row + it * kRowStep;

@@ -28,6 +28,12 @@ constexpr TileShape fwd_tile_shape_sm80(int head_dim, bool decode_tile = false) 
   return decode_tile ? TileShape{16, 64, 1} : head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
 }
 
+// Whether a tile's 16-byte chunks split into whole rows per pass over the threads, so that each
+// thread keeps one column and steps one pointer down the rows (key_tile_loader_sm80.cuh). Not for
+// d = 96 / 192 (12 / 24 chunks per row). Variants compiled with only that loader ("_strided",
+// variants.py) exist where this holds.
+constexpr bool fixed_column_loads(int head_dim, int num_threads) { return num_threads % (head_dim / 8) == 0; }
+
 // Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile.
 constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size, bool decode_tile = false) {
   return (fwd_tile_shape_sm80(head_dim, decode_tile).block_m + 2 * fwd_tile_shape_sm80(head_dim, decode_tile).block_n) *
