@@ -103,7 +103,7 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
 }
 
 // Smallest compiled head dim >= the request among variants of the dtype and dropout flag.
-bool is_specialised(const FwdVariant& v) { return v.decode_tile || v.strided_kv; }
+bool is_specialised(const FwdVariant& v) { return v.decode_tile || v.kv_load != kernels::KvLoad::kAny; }
 bool is_specialised(const BwdVariant&) { return false; }
 
 template <typename Variant, size_t N>
@@ -252,33 +252,42 @@ bool aligned16(const void* data, int64_t a, int64_t b, int64_t c, int element_si
          c % elements == 0;
 }
 
-// Whether K and V can be read by the strided-only loader of a "_strided" variant whose tiles
-// have `threads` threads: rows a fixed stride apart (not paged), 16-byte copies allowed, and whole
-// rows per pass. The same test key_tile_loader_sm80.cuh's general loader makes per CTA.
-bool kv_rows_strided(const FwdProblem& p, int compiled_head_dim, int threads) {
+// Whether K and V fit a specialised K/V loader (KvLoad, tile_shape.h) of a variant whose tiles
+// have `threads` threads: 16-byte copies allowed, whole rows per pass, and rows a fixed stride
+// apart (kStrided) or paged (kPaged). The same tests the general loader makes per CTA
+// (key_tile_loader_sm80.cuh).
+bool kv_layout_fits(const FwdProblem& p, kernels::KvLoad kv_load, int compiled_head_dim, int threads) {
   const int element_size = 2;
   auto aligned = [&](const RowsView& v) {
     return aligned16(v.data, v.batch_stride, v.row_stride, v.head_stride, element_size);
   };
-  return p.seqs.block_table == nullptr && p.head_dim % 8 == 0 && aligned(p.k) && aligned(p.v) &&
-         kernels::fixed_column_loads(compiled_head_dim, threads);
+  const bool paged = p.seqs.block_table != nullptr;
+  if (kv_load == kernels::KvLoad::kAny) return true;
+  if (paged != (kv_load == kernels::KvLoad::kPaged)) return false;
+  return p.head_dim % 8 == 0 && aligned(p.k) && aligned(p.v) && kernels::fixed_column_loads(compiled_head_dim, threads);
 }
 
-// A variant of the same dtype, head dim and architecture as `base` with the given tile and K/V
-// loader, or nullptr when the preset did not compile it.
-const FwdVariant* sibling_variant(const FwdVariant& base, bool decode_tile, bool strided_kv) {
+// A variant of the same dtype, head dim, dropout and architecture as `base` with the given tile,
+// whose K/V loader fits this call's layout (the specialised one when there is one), or nullptr.
+const FwdVariant* fitting_sibling(const FwdProblem& p, const FwdVariant& base, bool decode_tile) {
+  const FwdVariant* general = nullptr;
   for (const FwdVariant& v : kFwdVariants) {
-    if (v.dtype == base.dtype && v.head_dim == base.head_dim && v.min_arch == base.min_arch &&
-        v.has_dropout == base.has_dropout && v.decode_tile == decode_tile && v.strided_kv == strided_kv)
+    if (v.dtype != base.dtype || v.head_dim != base.head_dim || v.min_arch != base.min_arch ||
+        v.has_dropout != base.has_dropout || v.decode_tile != decode_tile)
+      continue;
+    if (v.kv_load == kernels::KvLoad::kAny) {
+      general = &v;
+    } else if (kv_layout_fits(p, v.kv_load, v.head_dim, 32 * v.tile().num_warps)) {
       return &v;
+    }
   }
-  return nullptr;
+  return general;
 }
 
-// The general big-tile variant for the dtype / head dim / dropout, swapped for
-//  - the decode-tile variant of the same head dim when every tile has at most 16 rows (decode,
-//    speculative decoding) and its K/V loader can read this layout, else
-//  - the strided-only big-tile variant when K/V allow it (dense and varlen training, prefill).
+// The general big-tile variant for the dtype / head dim / dropout, swapped for the decode-tile
+// variant of the same head dim when every tile has at most 16 rows (decode, speculative
+// decoding) and one of its loaders fits the K/V layout, else for the big tile's strided-only
+// variant when K/V allow it (dense and varlen layouts).
 Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   Status s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
                             fwd_smem, variant);
@@ -286,23 +295,15 @@ Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
   if (variant->has_dropout) return Status::ok();
-  // The decode tile is not for paged K/V: its loader reads one block-table entry per 16-byte
-  // chunk, ~15 instructions a chunk, and a one-warp CTA issues 4x the chunks per thread of a
-  // 4-warp one: measured on an H200 (b = 64, 8k context, page size 16) the decode tile's kernel
-  // took 921 us, the big tile ~810 us (earlier benchmark). A per-thread page walk made both
-  // slower (spills): not used.
-  const kernels::TileShape decode = kernels::fwd_tile_shape_sm80(variant->head_dim, true);
-  if (p.seqs.block_table == nullptr && tile_rows(p) <= decode.block_m) {
-    const FwdVariant* candidate = sibling_variant(*variant, true, true);
-    if (candidate && !kv_rows_strided(p, candidate->head_dim, 32 * decode.num_warps)) candidate = nullptr;
-    if (!candidate) candidate = sibling_variant(*variant, true, false);
-    if (candidate) {
-      variant = candidate;
+  if (tile_rows(p) <= kernels::fwd_tile_shape_sm80(variant->head_dim, true).block_m) {
+    const FwdVariant* decode = fitting_sibling(p, *variant, true);
+    if (decode) {
+      variant = decode;
       return Status::ok();
     }
   }
-  const FwdVariant* strided = sibling_variant(*variant, false, true);
-  if (strided && kv_rows_strided(p, strided->head_dim, 32 * strided->tile().num_warps)) variant = strided;
+  const FwdVariant* big = fitting_sibling(p, *variant, false);
+  if (big) variant = big;
   return Status::ok();
 }
 
@@ -569,8 +570,8 @@ Status bwd(const BwdProblem& problem) {
   forward.lse = problem.lse;
   forward.mods = problem.mods;
   forward.dropout = problem.dropout;
-  const FwdVariant reference{variant->name, variant->min_arch, variant->dtype, variant->head_dim, variant->has_dropout,
-                             false, false, nullptr};
+  const FwdVariant reference{variant->name,          variant->min_arch, variant->dtype, variant->head_dim,
+                             variant->has_dropout,   false,             kernels::KvLoad::kAny, nullptr};
   BwdParams params;
   params.fwd = make_fwd_params(forward, reference);
   params.fwd.num_splits = 1;

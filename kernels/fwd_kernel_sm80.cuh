@@ -36,9 +36,9 @@ namespace kernels {
 template <bool kSoftcap, bool kExact>
 constexpr bool kRawScores = !kSoftcap && !kExact;
 
-// Rewrites raw dot products as base-2 logits, in place, except on interior tiles without softcap
-// (kRawScores), which stay raw. scores_rc / coords_rc: rowcol views; row_query[r]: the query
-// index (within the sequence) of this thread's row r.
+// Rewrites raw dot products as base-2 logits, in place (not called for interior tiles without
+// softcap, kRawScores, whose scores stay raw). scores_rc / coords_rc: rowcol views; row_query[r]:
+// the query index (within the sequence) of this thread's row r.
 //
 // Softcap and "exact" are compile-time policies, because a runtime flag here is not a branch in
 // practice: ptxas if-converted a runtime softcap test into predicated tanh code that every tile paid
@@ -50,7 +50,7 @@ __device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords
   using namespace cute;
   constexpr int kCols = decltype(size<1>(scores_rc))::value;
   static_assert(decltype(size<0>(scores_rc))::value == kRows);
-  if constexpr (kRawScores<kSoftcap, kExact>) return;
+  static_assert(!kRawScores<kSoftcap, kExact>);
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll
@@ -140,9 +140,15 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   if (!range.empty()) {
     const Element* q = static_cast<const Element*>(p.q.data);
     auto q_row = [&](int r) { return seq.query_offset(p.q, rows.query(m0 + r), rows.head(m0 + r)); };
-    using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, Traits::kStridedKv>;
-    const Loader k_loader(p.k, seq, kv_head, p.head_dim, tid);
-    const Loader v_loader(p.v, seq, kv_head, p.head_dim, tid);
+    using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, Traits::kKvLoad>;
+    constexpr bool kMayPage = Traits::kKvLoad != KvLoad::kStrided;
+    int2* paged_rows = kMayPage ? reinterpret_cast<int2*>(smem_v + Traits::kSmemKVElems) : nullptr;
+    const bool paged = kMayPage && seq.pages != nullptr;
+    const Loader k_loader(p.k, seq, kv_head, p.head_dim, tid, paged_rows);
+    const Loader v_loader(p.v, seq, kv_head, p.head_dim, tid, paged_rows);
+    // Paged K/V: the row table of key tile n is written before the barrier that precedes its
+    // first load (K), into buffer n % 2, which the loads of tile n + 2 reuse.
+    auto fill_rows = [&](int n_block) { fill_paged_rows<kBlockN, kNThreads>(paged_rows, seq, n_block * kBlockN, tid); };
     auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
     auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
 
@@ -152,6 +158,10 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     } else {
       load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
     }
+    if (paged) {
+      fill_rows(range.end - 1);
+      __syncthreads();
+    }
     load_k(range.end - 1);
     cp_async_fence();
 
@@ -160,9 +170,6 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     const uint32_t batch_head = static_cast<uint32_t>(tile.batch * p.h_q + rows.first_head);
     Tensor coords_s = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
     Tensor coords_s_rc = rowcol_view(coords_s);
-    int row_query[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) row_query[r] = rows.query(m0 + get<0>(coords_s_rc(r, 0)));
 
     // A warp owns the 16-row MMA fragments starting at rows 16 w, 16 w + 16 kNWarps, ...; when even
     // its first row lies past the sequence (decode: a packed tile holds G rows of 128) it skips the
@@ -181,6 +188,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
       load_v(n_block);
       cp_async_fence();
+      if (paged && n_block > range.begin) fill_rows(n_block - 1);  // read by load_k(n_block - 1) below
 
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       if constexpr (kBusy) Mainloop::gemm_qk(acc_s, sQ, sK, tid);
@@ -194,7 +202,16 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       if constexpr (!kBusy) return;
 
       Tensor acc_s_rc = rowcol_view(acc_s);
-      apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
+      if constexpr (!kRawScores<kSoftcap, kExact>) {
+        // Query index of each of this thread's rows: only exact tiles need it, and computed here
+        // it holds no registers across the loop.
+        int row_query[kRows] = {};
+        if constexpr (kExact) {
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) row_query[r] = rows.query(m0 + get<0>(coords_s_rc(r, 0)));
+        }
+        apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
+      }
       softmax.step(acc_s_rc, acc_o_rc, kRawScores<kSoftcap, kExact> ? rule.scale_log2 : 1.f);
       if constexpr (Traits::kHasDropout) apply_dropout(acc_s_rc, coords_s_rc, p.dropout, batch_head, m0, n0);
 

@@ -12,9 +12,9 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile, bool kStridedKv>
+template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile, KvLoad kKvLoad>
 cudaError_t launch_fwd_sm80(const FwdParams& params, cudaStream_t stream) {
-  using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile, kStridedKv>;
+  using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile, kKvLoad>;
   auto kernel = fwd_kernel_sm80<Traits>;
   constexpr int kSmemBytes = Traits::kSmemBytes;
   if constexpr (kSmemBytes > 48 * 1024) {

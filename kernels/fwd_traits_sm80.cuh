@@ -17,16 +17,17 @@
 namespace flashplus {
 namespace kernels {
 
-// kDecodeTile: the one-warp, 16-row tile of short queries (tile_shape.h). kStridedKv: K/V loaded
-// only by the strided path (key_tile_loader_sm80.cuh); the host picks such a variant only for
-// K/V rows that allow it (kv_rows_strided in cuda_backend.cu).
-template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false, bool kStridedKv_ = false>
+// kDecodeTile: the one-warp, 16-row tile of short queries (tile_shape.h). kKvLoad: the K/V layouts
+// its loader reads (tile_shape.h); the host picks a specialised variant only for K/V that fit it
+// (kv_layout_fits in cuda_backend.cu).
+template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false,
+          KvLoad kKvLoad_ = KvLoad::kAny>
 struct FwdTraitsSm80 {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr bool kHasDropout = kHasDropout_;
   static constexpr bool kDecodeTile = kDecodeTile_;
-  static constexpr bool kStridedKv = kStridedKv_;
+  static constexpr KvLoad kKvLoad = kKvLoad_;
   static constexpr TileShape kShape = fwd_tile_shape_sm80(kHeadDim, kDecodeTile);
   static constexpr int kBlockM = kShape.block_m;
   static constexpr int kBlockN = kShape.block_n;
@@ -60,8 +61,10 @@ struct FwdTraitsSm80 {
 
   static constexpr int kSmemQElems = kBlockM * kHeadDim;
   static constexpr int kSmemKVElems = kBlockN * kHeadDim;
-  static constexpr int kSmemBytes = (kSmemQElems + 2 * kSmemKVElems) * int(sizeof(Element));
-  static_assert(kSmemBytes == fwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element)), kDecodeTile), "host and device agree");
+  static constexpr int kSmemTableBytes = kKvLoad == KvLoad::kStrided ? 0 : paged_table_bytes(kBlockN);  // after V
+  static constexpr int kSmemBytes = (kSmemQElems + 2 * kSmemKVElems) * int(sizeof(Element)) + kSmemTableBytes;
+  static_assert(kSmemBytes == fwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element)), kDecodeTile, kKvLoad),
+                "host and device agree");
 };
 
 }  // namespace kernels

@@ -26,11 +26,13 @@ struct FwdVariant {
   int head_dim;          // compiled head dim; serves every head dim <= it
   bool has_dropout;
   bool decode_tile;      // the one-warp, 16-row tile (tile_shape.h); chosen for <= 16 tile rows
-  bool strided_kv;       // K/V loader for strided rows only (dense / varlen, 16-byte aligned)
+  KvLoad kv_load;        // K/V layouts the variant's loader reads (tile_shape.h)
   FwdLaunchFn launch;
 
   constexpr TileShape tile() const { return fwd_tile_shape_sm80(head_dim, decode_tile); }
-  constexpr int smem_bytes(int element_size) const { return fwd_smem_bytes_sm80(head_dim, element_size, decode_tile); }
+  constexpr int smem_bytes(int element_size) const {
+    return fwd_smem_bytes_sm80(head_dim, element_size, decode_tile, kv_load);
+  }
 };
 
 using BwdLaunchFn = cudaError_t (*)(const BwdParams&, cudaStream_t);

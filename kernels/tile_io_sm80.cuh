@@ -40,14 +40,17 @@ __device__ __forceinline__ uint4 load_chunk_elementwise(const Element* src, int 
 
 // Fills rows [0, kRows) x features [0, kHeadDim) of the shared tile `tile` (a CuTe tensor, any
 // swizzle that keeps 8-element chunks contiguous). Row r < valid_rows comes from
-// base + row_offset(r); other rows, and features >= head_dim, become zero.
-template <int kRows, int kHeadDim, int kNThreads, typename Element, typename SmemTile, typename RowOffset>
+// base + row_offset(r); other rows, and features >= head_dim, become zero. kRolled keeps the
+// chunk loop a loop: for the main loops' rare layouts (unaligned K/V), whose unrolled copies
+// dominated the general forward variant's code size and compile time.
+template <int kRows, int kHeadDim, int kNThreads, bool kRolled = false, typename Element, typename SmemTile,
+          typename RowOffset>
 __device__ __forceinline__ void load_rows(SmemTile& tile, const Element* base, RowOffset row_offset,
                                           int valid_rows, int head_dim, bool aligned16, int tid) {
   constexpr int kChunksPerRow = kHeadDim / 8;
   constexpr int kChunks = kRows * kChunksPerRow;
   static_assert(kChunks % kNThreads == 0, "every thread loads the same number of chunks");
-#pragma unroll
+#pragma unroll(kRolled ? 1 : kChunks / kNThreads)
   for (int it = 0; it < kChunks / kNThreads; ++it) {
     const int chunk = tid + it * kNThreads;
     const int row = chunk / kChunksPerRow;

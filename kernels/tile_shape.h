@@ -29,15 +29,28 @@ constexpr TileShape fwd_tile_shape_sm80(int head_dim, bool decode_tile = false) 
 }
 
 // Whether a tile's 16-byte chunks split into whole rows per pass over the threads, so that each
-// thread keeps one column and steps one pointer down the rows (key_tile_loader_sm80.cuh). Not for
-// d = 96 / 192 (12 / 24 chunks per row). Variants compiled with only that loader ("_strided",
-// variants.py) exist where this holds.
+// thread keeps one column (key_tile_loader_sm80.cuh). Not for d = 96 / 192 (12 / 24 chunks per row).
 constexpr bool fixed_column_loads(int head_dim, int num_threads) { return num_threads % (head_dim / 8) == 0; }
 
-// Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile.
-constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size, bool decode_tile = false) {
+// Which K/V layouts a forward variant's loader handles (a variant policy, variants.py):
+//   kAny      every layout: strided, paged, and the element-wise gather (unaligned, d % 8 != 0);
+//   kStrided  rows a fixed stride apart (dense, varlen), 16-byte aligned, fixed columns ("_strided");
+//   kPaged    paged rows, 16-byte aligned, fixed columns ("_paged").
+// The specialised loaders exist because the paths a variant does not take still cost its main
+// loop registers, spills and compile time (key_tile_loader_sm80.cuh).
+enum class KvLoad : int { kAny = 0, kStrided = 1, kPaged = 2 };
+
+// Shared memory of the paged K/V row table (key_tile_loader_sm80.cuh): (page, row in page) of
+// each key row of a tile, two tiles' worth. Only variants whose loader can read paged K/V have it.
+constexpr int paged_table_bytes(int block_n) { return 2 * block_n * 8; }
+
+// Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile (+ the paged row table
+// unless the variant's K/V loader is strided-only).
+constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size, bool decode_tile = false,
+                                  KvLoad kv_load = KvLoad::kAny) {
   return (fwd_tile_shape_sm80(head_dim, decode_tile).block_m + 2 * fwd_tile_shape_sm80(head_dim, decode_tile).block_n) *
-         head_dim * element_size;
+             head_dim * element_size +
+         (kv_load == KvLoad::kStrided ? 0 : paged_table_bytes(fwd_tile_shape_sm80(head_dim, decode_tile).block_n));
 }
 
 // CTAs of a kernel that fit on one SM at once: registers (kernels are built for up to 255 per
