@@ -40,22 +40,28 @@ struct BwdTraitsSm80 {
   using MmaAtom = std::conditional_t<std::is_same_v<Element, cute::half_t>,
                                      cute::MMA_Atom<cute::SM80_16x8x16_F32F16F16F32_TN>,
                                      cute::MMA_Atom<cute::SM80_16x8x16_F32BF16BF16F32_TN>>;
-  using TiledMma = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_4, cute::Int<kWarpsN>, cute::_1>>,
-                                  cute::Tile<cute::_64, cute::Int<16 * kWarpsN>, cute::_16>>;
-  // dV += P^T dO and dK += dS^T Q (64 keys x d): warps 2 x (2 kWarpsN). With TiledMma's 4 warps
-  // stacked on the 64 rows, each warp would own 16 rows and read the whole d-wide B operand
-  // (dO^T, Q^T) from shared memory for them; 2 x 2 halves that shared-memory traffic per MMA.
-  using TiledMmaKV = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_2, cute::Int<2 * kWarpsN>, cute::_1>>,
-                                    cute::Tile<cute::_32, cute::Int<32 * kWarpsN>, cute::_16>>;
+  // Every GEMM of the backward spreads its warps 2 x (2 kWarpsN) over its output tile. The kernels
+  // are bound by shared-memory reads (ldmatrix): with 4 warps stacked on the 64 rows, each warp
+  // owns 16 rows and reads the whole 64-wide B operand for them (40 ldmatrix.x4 per warp for S =
+  // Q K^T at d = 128); 2 x 2 reads 32 rows of A and 32 columns of B (32). The backward needs no
+  // row reductions (LSE and D come from shared memory), so warps need not own whole rows.
+  //   S = Q K^T, dP = dO V^T (64 x 64); the deterministic dQ kernel's dQ = dS K (64 x d).
+  using TiledMma = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_2, cute::Int<2 * kWarpsN>, cute::_1>>,
+                                  cute::Tile<cute::_32, cute::Int<32 * kWarpsN>, cute::_16>>;
+  //   dV += P^T dO and dK += dS^T Q (64 keys x d).
+  using TiledMmaKV = TiledMma;
 
   // Fused dQ (dK/dV kernel): dQ += dS_g K_g over the key groups g, by all kNThreadsDkDv threads:
-  // 4 warps on the 64 rows, the rest side by side on the features.
-  static constexpr int kWarpsNDq = kNWarps * kKeyGroups / 4;
-  using TiledMmaDq = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::_4, cute::Int<kWarpsNDq>, cute::_1>>,
-                                    cute::Tile<cute::_64, cute::Int<16 * kWarpsNDq>, cute::_16>>;
-  // Features per dQ GEMM pass: the whole head while its accumulator is <= 32 registers a thread,
-  // else column chunks (a whole (64, d) accumulator next to acc_dk / acc_dv spilled heavily).
+  // 2 warps on the 64 rows, the rest side by side on the features (4 on the rows where a feature
+  // chunk is not a multiple of 16 x the warps across: d = 96).
+  static constexpr int kWarpsDq = kNWarps * kKeyGroups;
   static constexpr int kDqChunk = kHeadDim * 64 <= 32 * kNThreadsDkDv ? kHeadDim : (kHeadDim % 128 == 0 ? 128 : 64);
+  static constexpr int kWarpsMDq = kDqChunk % (16 * (kWarpsDq / 2)) == 0 ? 2 : 4;
+  static constexpr int kWarpsNDq = kWarpsDq / kWarpsMDq;
+  using TiledMmaDq = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::Int<kWarpsMDq>, cute::Int<kWarpsNDq>, cute::_1>>,
+                                    cute::Tile<cute::Int<16 * kWarpsMDq>, cute::Int<16 * kWarpsNDq>, cute::_16>>;
+  // kDqChunk, features per dQ GEMM pass: the whole head while its accumulator is <= 32 registers a
+  // thread, else column chunks (a whole (64, d) accumulator next to acc_dk / acc_dv spilled heavily).
   static_assert(kHeadDim % kDqChunk == 0 && kDqChunk % (16 * kWarpsNDq) == 0);
 
   using SmemLayoutAtom = decltype(cute::composition(
