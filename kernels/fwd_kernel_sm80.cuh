@@ -44,7 +44,7 @@ constexpr bool kRawScores = !kSoftcap && !kExact;
 // practice: ptxas if-converted a runtime softcap test into predicated tanh code that every tile paid
 // for (~1400 issued instructions per 128 x 64 tile, about the cost of its 256 MMAs). kExact tiles
 // (sequence end, causal / window edge, or any ALiBi) apply the per-element rules.
-template <bool kSoftcap, bool kExact, typename Scores, typename Coords, int kRows>
+template <bool kSoftcap, bool kExact, bool kAlibi, typename Scores, typename Coords, int kRows>
 __device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords& coords_rc, const LogitRule& rule,
                                                  const WindowMask& mask, const int (&row_query)[kRows], int n0) {
   using namespace cute;
@@ -63,7 +63,7 @@ __device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords
     }
   }
   if constexpr (kExact) {
-    if (rule.has_alibi) {
+    if constexpr (kAlibi) {  // compile-time: as a runtime test ptxas if-converted it into every exact tile
 #pragma unroll
       for (int r = 0; r < kRows; ++r)
 #pragma unroll
@@ -73,11 +73,17 @@ __device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords
         }
     }
 #pragma unroll
-    for (int r = 0; r < kRows; ++r)
+    for (int r = 0; r < kRows; ++r) {
+      int lo, hi;
+      mask.visible_keys(row_query[r], lo, hi);
+      lo -= n0;  // as tile columns
+      hi -= n0;
 #pragma unroll
       for (int c = 0; c < kCols; ++c) {
-        scores_rc(r, c) = mask.visible(row_query[r], n0 + get<1>(coords_rc(r, c))) ? scores_rc(r, c) : -INFINITY;
+        const int col = get<1>(coords_rc(r, c));
+        scores_rc(r, c) = col >= lo && col < hi ? scores_rc(r, c) : -INFINITY;
       }
+    }
   }
 }
 
@@ -180,8 +186,10 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 
     // One key tile. Key tiles are visited from last to first, so the ones that need the exact rule
     // (sequence end, causal diagonal) come first.
-    auto visit = [&](int n_block, auto exact, auto busy) __attribute__((always_inline)) {
-      constexpr bool kExact = decltype(exact)::value;
+    // rule: 0 interior tile (scale only), 1 exact tile (mask), 2 exact tile with ALiBi.
+    auto visit = [&](int n_block, auto rule_kind, auto busy) __attribute__((always_inline)) {
+      constexpr bool kExact = decltype(rule_kind)::value >= 1;
+      constexpr bool kAlibi = decltype(rule_kind)::value == 2;
       constexpr bool kBusy = decltype(busy)::value;
       const int n0 = n_block * kBlockN;
       cp_async_wait<0>();
@@ -210,7 +218,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 #pragma unroll
           for (int r = 0; r < kRows; ++r) row_query[r] = rows.query(m0 + get<0>(coords_s_rc(r, 0)));
         }
-        apply_logit_rule<kSoftcap, kExact>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
+        apply_logit_rule<kSoftcap, kExact, kAlibi>(acc_s_rc, coords_s_rc, rule, mask, row_query, n0);
       }
       softmax.step(acc_s_rc, acc_o_rc, kRawScores<kSoftcap, kExact> ? rule.scale_log2 : 1.f);
       if constexpr (Traits::kHasDropout) apply_dropout(acc_s_rc, coords_s_rc, p.dropout, batch_head, m0, n0);
@@ -224,14 +232,16 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     if (warp_has_rows) {
       for (int n_block = range.end - 1; n_block >= range.begin; --n_block) {
         const int n0 = n_block * kBlockN;
-        if (rule.has_alibi || !mask.all_visible(first_query, last_query + 1, n0, n0 + kBlockN)) {
-          visit(n_block, true_type{}, true_type{});
+        if (rule.has_alibi) {
+          visit(n_block, Int<2>{}, true_type{});
+        } else if (!mask.all_visible(first_query, last_query + 1, n0, n0 + kBlockN)) {
+          visit(n_block, Int<1>{}, true_type{});
         } else {
-          visit(n_block, false_type{}, true_type{});
+          visit(n_block, Int<0>{}, true_type{});
         }
       }
     } else {
-      for (int n_block = range.end - 1; n_block >= range.begin; --n_block) visit(n_block, false_type{}, false_type{});
+      for (int n_block = range.end - 1; n_block >= range.begin; --n_block) visit(n_block, Int<0>{}, false_type{});
     }
   }
 
