@@ -302,16 +302,20 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     // tiles; the GEMMs around it are shared, so the second copy costs code size, not registers.
     // The stores sit inside each copy: with them after the join, ptxas merged the two copies'
     // spilled acc_s / acc_dp through ~30 stack-to-stack moves per tile.
-    auto elementwise = [&](auto exact) __attribute__((always_inline)) {
-      score_gradients<Traits::kHasDropout, kSoftcap, decltype(exact)::value>(s_rc, dp_rc, coords_rc, row_lse, row_d,
+    // rule_kind: 0 interior tile, 1 exact tile (mask), 2 exact tile with ALiBi.
+    auto elementwise = [&](auto rule_kind) __attribute__((always_inline)) {
+      constexpr int kRule = decltype(rule_kind)::value;
+      score_gradients<Traits::kHasDropout, kSoftcap, kRule >= 1, kRule == 2>(s_rc, dp_rc, coords_rc, row_lse, row_d,
                                                                              rule, mask, f, batch_head, m0, n0);
       store_fragment<TiledMma, Element>(acc_s, sP, gtid);
       store_fragment<TiledMma, Element>(acc_dp, sdS, gtid);
     };
-    if (rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
-      elementwise(true_type{});
+    if (rule.has_alibi) {
+      elementwise(Int<2>{});
+    } else if (!mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
+      elementwise(Int<1>{});
     } else {
-      elementwise(false_type{});
+      elementwise(Int<0>{});
     }
     __syncthreads();  // P and dS of every group are in shared memory
 
@@ -424,22 +428,25 @@ __device__ __forceinline__ void bwd_dq_tile_sm80(const BwdParams& p, char* smem)
     Tensor sKt = make_tensor(sK.data(), typename Traits::SmemLayoutRowsT{});
     Tensor sKt_shape = make_tensor(sK.data(), typename Traits::SmemLayoutRowsTNoSwizzle{});
 
-    auto visit = [&](auto exact) __attribute__((always_inline)) {
+    auto visit = [&](auto rule_kind) __attribute__((always_inline)) {
+      constexpr int kRule = decltype(rule_kind)::value;  // as the dK/dV kernel's elementwise step
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       Tensor acc_dp = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
       scores_and_dp<TiledMma, AtomN>(acc_s, acc_dp, sQ, sK, sdO, sV, tid);
       Tensor s_rc = rowcol_view(acc_s);
       Tensor dp_rc = rowcol_view(acc_dp);
-      score_gradients<Traits::kHasDropout, kSoftcap, decltype(exact)::value>(s_rc, dp_rc, coords_rc, row_lse, row_d,
+      score_gradients<Traits::kHasDropout, kSoftcap, kRule >= 1, kRule == 2>(s_rc, dp_rc, coords_rc, row_lse, row_d,
                                                                              rule, mask, f, batch_head, m0, n0);
       store_fragment<TiledMma, Element>(acc_dp, sdS, tid);
       __syncthreads();
       gemm_smem<TiledMma, AtomN, AtomT>(acc_dq, sdS, sdS, sKt, sKt_shape, tid);  // dQ += dS K
     };
-    if (rule.has_alibi || !mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
-      visit(true_type{});
+    if (rule.has_alibi) {
+      visit(Int<2>{});
+    } else if (!mask.all_visible(m0, m0 + kBlockM, n0, n0 + kBlockN)) {
+      visit(Int<1>{});
     } else {
-      visit(false_type{});
+      visit(Int<0>{});
     }
   }
 

@@ -78,8 +78,9 @@ __device__ __forceinline__ void scores_and_dp(AccS& acc_s, AccDP& acc_dp, const 
 // kSoftcap and kExact are compile-time for the reason given at the forward's apply_logit_rule: as
 // runtime flags they became predicated code that every tile executed (the tanh sequence; the mask
 // and ALiBi terms). kExact tiles (sequence end, causal / window edge, any ALiBi) apply the
-// per-element rules, interior tiles only scale.
-template <bool kHasDropout, bool kSoftcap, bool kExact, typename AccS, typename AccDP, typename Coords>
+// per-element rules, interior tiles only scale. kAlibi (exact tiles only) adds the ALiBi term: as a
+// runtime slope of 0 it cost every exact tile three operations per element.
+template <bool kHasDropout, bool kSoftcap, bool kExact, bool kAlibi, typename AccS, typename AccDP, typename Coords>
 __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const Coords& coords_rc,
                                                 const float* row_lse, const float* row_d, const LogitRule& rule,
                                                 const WindowMask& mask, const FwdParams& p, uint32_t batch_head,
@@ -97,21 +98,27 @@ __device__ __forceinline__ void score_gradients(AccS& s_rc, AccDP& dp_rc, const 
   if constexpr (kHasDropout) keep_bits = dropout_keep_bits(coords_rc, p.dropout, batch_head, m0, n0);
   const float logit_scale = kSoftcap ? rule.softcap_outer : rule.scale_log2;
   const float rescale = kHasDropout ? p.dropout_rescale : 1.f;
-  const float slope_log2 = kExact && rule.has_alibi ? rule.slope_log2 : 0.f;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int row = get<0>(coords_rc(r, 0));
     const float lse2 = row_lse[row] * kLog2e;
     const float d = row_d[row];
     const int i = m0 + row;
+    int lo = 0, hi = 0;  // the row's visible keys, as tile columns (WindowMask::visible_keys)
+    if constexpr (kExact) {
+      mask.visible_keys(i, lo, hi);
+      lo -= n0;
+      hi -= n0;
+    }
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
-      const int j = n0 + get<1>(coords_rc(r, c));
+      const int col = get<1>(coords_rc(r, c));
       const float t_or_s = s_rc(r, c);
       float prob;
       if constexpr (kExact) {
-        const float bias = slope_log2 * static_cast<float>(abs(i + rule.diagonal - j));
-        prob = mask.visible(i, j) ? fast_exp2(fmaf(t_or_s, logit_scale, -bias) - lse2) : 0.f;
+        float bias = 0.f;
+        if constexpr (kAlibi) bias = rule.slope_log2 * static_cast<float>(abs(i + rule.diagonal - (n0 + col)));
+        prob = col >= lo && col < hi ? fast_exp2(fmaf(t_or_s, logit_scale, -bias) - lse2) : 0.f;
       } else {
         prob = fast_exp2(fmaf(t_or_s, logit_scale, -lse2));
       }
