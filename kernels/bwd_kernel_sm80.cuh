@@ -57,7 +57,7 @@ __device__ __forceinline__ void load_row_stats(const BwdParams& p, const SeqlenI
 
 // Adds a (kBlockM, kHeadDim) fp32 fragment of TiledMma into the rows of dq_accum that start at
 // `rows` (query row m0 of one head; row pitch h_q * kHeadDim floats). Each thread's values come in
-// (col c, c + 1) pairs (fragment_layout_sm80.cuh), which sm90 adds with one 64-bit atomic. The
+// (col c, c + 1) pairs (fragment_layout.cuh), which sm90 adds with one 64-bit atomic. The
 // results are unused, so these compile to fire-and-forget reductions (RED), not round trips.
 template <typename TiledMma, typename Acc, typename Coords>
 __device__ __forceinline__ void atomic_add_fragment(float* rows, int64_t row_pitch, const Acc& acc,

@@ -14,7 +14,7 @@
 #include <cute/tensor.hpp>
 
 #include "dropout_sm80.cuh"
-#include "fragment_layout_sm80.cuh"
+#include "fragment_layout.cuh"
 #include "mask.cuh"
 #include "softmax_online.cuh"
 

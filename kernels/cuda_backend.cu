@@ -12,6 +12,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -102,15 +104,19 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
   return names;
 }
 
-// Smallest compiled head dim >= the request among variants of the dtype and dropout flag.
-bool is_specialised(const FwdVariant& v) { return v.decode_tile || v.kv_load != kernels::KvLoad::kAny; }
+// Variants picked only after the general one, by path, query length and K/V layout
+// (select_fwd_variant).
+bool is_specialised(const FwdVariant& v) {
+  return v.path != kernels::KernelPath::kSm80 || v.decode_tile || v.kv_load != kernels::KvLoad::kAny;
+}
 bool is_specialised(const BwdVariant&) { return false; }
 
+// Smallest compiled head dim >= the request among general sm80 variants of the dtype and dropout flag.
 template <typename Variant, size_t N>
 const Variant* find_variant(const Variant (&table)[N], flashplus_dtype dtype, int head_dim, bool dropout, int arch) {
   const Variant* best = nullptr;
   for (const Variant& v : table) {
-    if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || v.min_arch > arch) continue;
+    if (v.dtype != dtype || v.has_dropout != dropout || v.head_dim < head_dim || !v.runs_on(arch)) continue;
     if (is_specialised(v)) continue;  // picked afterwards, by query length and K/V layout (select_fwd_variant)
     if (!best || v.head_dim < best->head_dim) best = &v;
   }
@@ -272,7 +278,7 @@ bool kv_layout_fits(const FwdProblem& p, kernels::KvLoad kv_load, int compiled_h
 const FwdVariant* fitting_sibling(const FwdProblem& p, const FwdVariant& base, bool decode_tile) {
   const FwdVariant* general = nullptr;
   for (const FwdVariant& v : kFwdVariants) {
-    if (v.dtype != base.dtype || v.head_dim != base.head_dim || v.min_arch != base.min_arch ||
+    if (v.dtype != base.dtype || v.head_dim != base.head_dim || v.path != base.path ||
         v.has_dropout != base.has_dropout || v.decode_tile != decode_tile)
       continue;
     if (v.kv_load == kernels::KvLoad::kAny) {
@@ -284,16 +290,88 @@ const FwdVariant* fitting_sibling(const FwdProblem& p, const FwdVariant& base, b
   return general;
 }
 
-// The general big-tile variant for the dtype / head dim / dropout, swapped for the decode-tile
-// variant of the same head dim when every tile has at most 16 rows (decode, speculative
-// decoding) and one of its loaders fits the K/V layout, else for the big tile's strided-only
-// variant when K/V allow it (dense and varlen layouts).
+// FLASHPLUS_KERNEL_PATH: unset or "auto" runs each forward on the fastest path that serves it;
+// "sm80" keeps every call on the sm80 kernels (A/B timing, testing that path on Hopper); "sm90"
+// makes a forward the sm90 path cannot serve UNSUPPORTED with the reason (tests that must run the
+// wgmma kernel). Read per call (a getenv costs well under a microsecond), so a process may switch.
+enum class PathChoice { kAuto, kSm80, kSm90 };
+
+Status path_choice(PathChoice& choice) {
+  const char* value = std::getenv("FLASHPLUS_KERNEL_PATH");
+  choice = PathChoice::kAuto;
+  if (!value || !*value || std::strcmp(value, "auto") == 0) return Status::ok();
+  if (std::strcmp(value, "sm80") == 0) {
+    choice = PathChoice::kSm80;
+  } else if (std::strcmp(value, "sm90") == 0) {
+    choice = PathChoice::kSm90;
+  } else {
+    return Status::error(FLASHPLUS_STATUS_INVALID_ARGUMENT,
+                         std::string("environment variable FLASHPLUS_KERNEL_PATH must be auto, sm80 or sm90, got '") +
+                             value + "'");
+  }
+  return Status::ok();
+}
+
+// The sm90 (wgmma) forward variant serving this call in place of the sm80 variant `base`, or
+// nullptr with the reason in why_not. It covers the training and prefill shapes: compute
+// capability 9.0, no dropout, more than 16 tile rows (shorter calls run the one-warp decode tile),
+// K/V rows a fixed stride apart with 16-byte rows, and the same compiled head dim as `base` (so a
+// head dim never pays more padding on sm90 than on sm80).
+const FwdVariant* sm90_variant(const FwdProblem& p, const FwdVariant& base, std::string& why_not) {
+  int arch = 0;
+  if (!device_arch(p.device.index, arch).is_ok() || arch != 90) {
+    why_not = "the device is not compute capability 9.0";
+    return nullptr;
+  }
+  if (base.has_dropout) {
+    why_not = "dropout runs on the sm80 path";
+    return nullptr;
+  }
+  if (tile_rows(p) <= kernels::fwd_tile_shape_sm80(base.head_dim, true).block_m) {
+    why_not = "calls with at most 16 tile rows run the sm80 decode tile";
+    return nullptr;
+  }
+  for (const FwdVariant& v : kFwdVariants) {
+    if (v.path != kernels::KernelPath::kSm90 || v.dtype != base.dtype || v.head_dim != base.head_dim) continue;
+    if (!kv_layout_fits(p, v.kv_load, v.head_dim, 32 * v.tile().num_warps)) {
+      why_not = "K/V must be dense or varlen (not paged), 16-byte aligned, with head_dim % 8 == 0";
+      return nullptr;
+    }
+    if (v.smem_bytes(2) > max_dynamic_smem(p.device.index)) {
+      why_not = std::string(v.name) + " needs more shared memory than the device allows";
+      return nullptr;
+    }
+    return &v;
+  }
+  why_not = std::string("this build has no sm90 variant for ") + dtype_tag(base.dtype) + " head dim " +
+            std::to_string(base.head_dim);
+  return nullptr;
+}
+
+// The general big-tile sm80 variant for the dtype / head dim / dropout, swapped for the sm90
+// variant where that path serves the call, else for the decode-tile variant of the same head dim
+// when every tile has at most 16 rows (decode, speculative decoding) and one of its loaders fits
+// the K/V layout, else for the big tile's strided-only variant when K/V allow it (dense and varlen
+// layouts).
 Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
-  Status s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
-                            fwd_smem, variant);
+  PathChoice choice;
+  Status s = path_choice(choice);
+  if (!s.is_ok()) return s;
+  s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, fwd_smem,
+                     variant);
   if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
+  if (choice != PathChoice::kSm80) {
+    std::string why_not;
+    if (const FwdVariant* sm90 = sm90_variant(p, *variant, why_not)) {
+      variant = sm90;
+      return Status::ok();
+    }
+    if (choice == PathChoice::kSm90)
+      return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                           "FLASHPLUS_KERNEL_PATH=sm90: the sm90 forward does not serve this call: " + why_not);
+  }
   if (variant->has_dropout) return Status::ok();
   if (tile_rows(p) <= kernels::fwd_tile_shape_sm80(variant->head_dim, true).block_m) {
     const FwdVariant* decode = fitting_sibling(p, *variant, true);
@@ -570,8 +648,8 @@ Status bwd(const BwdProblem& problem) {
   forward.lse = problem.lse;
   forward.mods = problem.mods;
   forward.dropout = problem.dropout;
-  const FwdVariant reference{variant->name,          variant->min_arch, variant->dtype, variant->head_dim,
-                             variant->has_dropout,   false,             kernels::KvLoad::kAny, nullptr};
+  const FwdVariant reference{variant->name,        variant->path, variant->dtype, variant->head_dim,
+                             variant->has_dropout, false,         kernels::KvLoad::kAny, nullptr};
   BwdParams params;
   params.fwd = make_fwd_params(forward, reference);
   params.fwd.num_splits = 1;

@@ -6,7 +6,7 @@
 //   block_info.cuh       which key tiles to visit (causal, window, split)
 //   mask.cuh             logit rule (scale, softcap, ALiBi) and window mask
 //   softmax_online.cuh   running max / sum, LSE
-//   fwd_mainloop_sm80.cuh loads and MMAs;  fwd_epilogue_sm80.cuh  O and LSE stores
+//   fwd_mainloop_sm80.cuh loads and MMAs;  fwd_epilogue.cuh  O and LSE stores
 //
 // Pipeline (one K and one V buffer): key tiles are visited from last to first, so the tiles that
 // need masking (the sequence end, the causal diagonal) come first. While S = Q K^T runs, V of the
@@ -17,11 +17,12 @@
 
 #include "block_info.cuh"
 #include "dropout_sm80.cuh"
-#include "fragment_layout_sm80.cuh"
-#include "fwd_epilogue_sm80.cuh"
+#include "fragment_layout.cuh"
+#include "fwd_epilogue.cuh"
 #include "fwd_mainloop_sm80.cuh"
 #include "fwd_params.h"
 #include "key_tile_loader_sm80.cuh"
+#include "logit_tile.cuh"
 #include "mask.cuh"
 #include "query_rows.cuh"
 #include "seqlen_info.cuh"
@@ -30,62 +31,6 @@
 
 namespace flashplus {
 namespace kernels {
-
-// True when apply_logit_rule<kSoftcap, kExact> leaves the scores raw (interior tiles without
-// softcap): the softmax then applies the scale inside its exponent (softmax_online.cuh).
-template <bool kSoftcap, bool kExact>
-constexpr bool kRawScores = !kSoftcap && !kExact;
-
-// Rewrites raw dot products as base-2 logits, in place (not called for interior tiles without
-// softcap, kRawScores, whose scores stay raw). scores_rc / coords_rc: rowcol views; row_query[r]:
-// the query index (within the sequence) of this thread's row r.
-//
-// Softcap and "exact" are compile-time policies, because a runtime flag here is not a branch in
-// practice: ptxas if-converted a runtime softcap test into predicated tanh code that every tile paid
-// for (~1400 issued instructions per 128 x 64 tile, about the cost of its 256 MMAs). kExact tiles
-// (sequence end, causal / window edge, or any ALiBi) apply the per-element rules.
-template <bool kSoftcap, bool kExact, bool kAlibi, typename Scores, typename Coords, int kRows>
-__device__ __forceinline__ void apply_logit_rule(Scores& scores_rc, const Coords& coords_rc, const LogitRule& rule,
-                                                 const WindowMask& mask, const int (&row_query)[kRows], int n0) {
-  using namespace cute;
-  constexpr int kCols = decltype(size<1>(scores_rc))::value;
-  static_assert(decltype(size<0>(scores_rc))::value == kRows);
-  static_assert(!kRawScores<kSoftcap, kExact>);
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int c = 0; c < kCols; ++c) {
-      if constexpr (kSoftcap) {
-        scores_rc(r, c) = rule.softcap_outer * tanhf(scores_rc(r, c) * rule.softcap_inner);
-      } else {
-        scores_rc(r, c) *= rule.scale_log2;
-      }
-    }
-  }
-  if constexpr (kExact) {
-    if constexpr (kAlibi) {  // compile-time: as a runtime test ptxas if-converted it into every exact tile
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-#pragma unroll
-        for (int c = 0; c < kCols; ++c) {
-          const int j = n0 + get<1>(coords_rc(r, c));
-          scores_rc(r, c) -= rule.slope_log2 * static_cast<float>(abs(row_query[r] + rule.diagonal - j));
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      int lo, hi;
-      mask.visible_keys(row_query[r], lo, hi);
-      lo -= n0;  // as tile columns
-      hi -= n0;
-#pragma unroll
-      for (int c = 0; c < kCols; ++c) {
-        const int col = get<1>(coords_rc(r, c));
-        scores_rc(r, c) = col >= lo && col < hi ? scores_rc(r, c) : -INFINITY;
-      }
-    }
-  }
-}
 
 // Zeroes the probabilities that dropout drops. probs_rc / coords_rc: rowcol views.
 template <typename Probs, typename Coords>
@@ -253,7 +198,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 #pragma unroll
     for (int r = 0; r < kRows; ++r) lse[r] = NAN;
   }
-  FwdEpilogueSm80<Traits>::store(p, seq, rows, tile.batch, tile.m_block, tile.split, acc_o, lse, sQ, tid);
+  FwdEpilogue<Traits>::store(p, seq, rows, tile.batch, tile.m_block, tile.split, acc_o, lse, sQ, tid);
 }
 
 template <typename Traits>

@@ -8,7 +8,7 @@
 
 #include <cute/tensor.hpp>
 
-#include "fragment_layout_sm80.cuh"
+#include "fragment_layout.cuh"
 #include "tile_io_sm80.cuh"
 
 namespace flashplus {

@@ -19,9 +19,15 @@ namespace kernels {
 
 using FwdLaunchFn = cudaError_t (*)(const FwdParams&, cudaStream_t);
 
+// Whether a variant of `path` runs on a device of compute capability `arch` (x10): sm80-path code
+// runs on every later GPU (machine code or PTX); sm_90a machine code only on 9.0 itself.
+constexpr bool path_runs_on(KernelPath path, int arch) {
+  return path == KernelPath::kSm90 ? arch == 90 : arch >= static_cast<int>(path);
+}
+
 struct FwdVariant {
   const char* name;      // e.g. "fwd_sm80_bf16_hd128_dropout"
-  int min_arch;          // lowest compute capability (x10) the path runs on
+  KernelPath path;       // sm80 (mma.sync) or sm90 (wgmma)
   flashplus_dtype dtype;
   int head_dim;          // compiled head dim; serves every head dim <= it
   bool has_dropout;
@@ -29,9 +35,13 @@ struct FwdVariant {
   KvLoad kv_load;        // K/V layouts the variant's loader reads (tile_shape.h)
   FwdLaunchFn launch;
 
-  constexpr TileShape tile() const { return fwd_tile_shape_sm80(head_dim, decode_tile); }
+  constexpr bool runs_on(int arch) const { return path_runs_on(path, arch); }
+  constexpr TileShape tile() const {
+    return path == KernelPath::kSm90 ? fwd_tile_shape_sm90(head_dim) : fwd_tile_shape_sm80(head_dim, decode_tile);
+  }
   constexpr int smem_bytes(int element_size) const {
-    return fwd_smem_bytes_sm80(head_dim, element_size, decode_tile, kv_load);
+    return path == KernelPath::kSm90 ? fwd_smem_bytes_sm90(head_dim, element_size)
+                                     : fwd_smem_bytes_sm80(head_dim, element_size, decode_tile, kv_load);
   }
 };
 
@@ -39,11 +49,13 @@ using BwdLaunchFn = cudaError_t (*)(const BwdParams&, cudaStream_t);
 
 struct BwdVariant {
   const char* name;      // e.g. "bwd_sm80_bf16_hd128"
-  int min_arch;
+  KernelPath path;
   flashplus_dtype dtype;
   int head_dim;
   bool has_dropout;
   BwdLaunchFn launch;
+
+  constexpr bool runs_on(int arch) const { return path_runs_on(path, arch); }
 };
 
 // D = rowsum(dout * out) into params.softmax_d (bwd_preprocess_kernel.cuh); dtype of dout / out.

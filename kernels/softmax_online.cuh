@@ -7,7 +7,7 @@
 // exponent's argument makes the per-element work one FFMA and one MUFU.EX2 (k > 0 keeps the max). A row that has seen only masked keys keeps m = -inf: it uses 0 as the
 // exponent base (so p = 0, never NaN) and finishes with out = 0 and LSE = +inf.
 //
-// Each row's values are spread over a quad of 4 lanes (fragment_layout_sm80.cuh): the max is
+// Each row's values are spread over a quad of 4 lanes (fragment_layout.cuh): the max is
 // reduced across the quad at every step, the sum only once at the end (the per-lane partial sums
 // see identical rescaling factors, so they can be added late).
 #pragma once
@@ -69,29 +69,28 @@ struct OnlineSoftmax {
   // (> 0). out: (kRows, d) view of the output accumulator, rescaled to the new row max.
   template <typename Scores, typename Out>
   __device__ __forceinline__ void step(Scores& scores, Out& out, float score_scale) {
-    static_assert(decltype(cute::size<0>(scores))::value == kRows);
+    float out_rescale[kRows];
+    update(scores, score_scale, out_rescale);
+    rescale(out, out_rescale);
+  }
+
+  // step() in two halves, for a kernel that overlaps this tile's softmax with the P V MMA of the
+  // previous tile (fwd_kernel_sm90.cuh): update() turns the scores into probabilities and returns
+  // per row the factor by which the output accumulated so far must be rescaled; rescale() applies
+  // it, once that MMA has finished writing the output.
+  template <typename Scores>
+  __device__ __forceinline__ void update(Scores& scores, float score_scale, float* out_rescale) {
     constexpr int kCols = decltype(cute::size<1>(scores))::value;
-    // Phase by phase over all rows, and the reductions as trees, so that independent rows and
-    // halves fill each other's latencies: row by row with a linear max, the chain of 16 dependent
-    // FMNMX per row and the shuffles' round trips were ~18% of the forward's stall samples (Nsight
-    // Compute, H200, d = 128, s = 4096).
     float m[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) m[r] = tree_reduce<kCols>([&](int c) { return scores(r, c); }, fmaxf_op{});
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) m[r] = fmaxf(m[r], __shfl_xor_sync(0xffffffffu, m[r], 1));
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) m[r] = fmaxf(m[r], __shfl_xor_sync(0xffffffffu, m[r], 2));
+    tile_row_max(scores, m);
     float base[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const float new_max = fmaxf(row_max[r], m[r] * score_scale);
       base[r] = new_max == -INFINITY ? 0.f : new_max;
-      const float rescale = fast_exp2(row_max[r] - base[r]);
+      out_rescale[r] = fast_exp2(row_max[r] - base[r]);
       row_max[r] = new_max;
-      row_sum[r] *= rescale;
-#pragma unroll
-      for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= rescale;
+      row_sum[r] *= out_rescale[r];
     }
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -99,6 +98,14 @@ struct OnlineSoftmax {
       for (int c = 0; c < kCols; ++c) scores(r, c) = fast_exp2(fmaf(scores(r, c), score_scale, -base[r]));
       row_sum[r] += tree_reduce<kCols>([&](int c) { return scores(r, c); }, plus_op{});
     }
+  }
+
+  template <typename Out>
+  __device__ __forceinline__ static void rescale(Out& out, const float* out_rescale) {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= out_rescale[r];
   }
 
   // Normalises out (times out_scale, e.g. the dropout 1 / (1 - p)) and returns each row's LSE in
@@ -114,6 +121,23 @@ struct OnlineSoftmax {
 #pragma unroll
       for (int c = 0; c < cute::size<1>(out); ++c) out(r, c) *= scale;
     }
+  }
+
+ private:
+  // This tile's row max over the quad. Phase by phase over all rows, and the reductions as trees,
+  // so that independent rows and halves fill each other's latencies: row by row with a linear max,
+  // the chain of 16 dependent FMNMX per row and the shuffles' round trips were ~18% of the
+  // forward's stall samples (Nsight Compute, H200, d = 128, s = 4096).
+  template <typename Scores>
+  __device__ __forceinline__ static void tile_row_max(const Scores& scores, float (&m)[kRows]) {
+    static_assert(decltype(cute::size<0>(scores))::value == kRows);
+    constexpr int kCols = decltype(cute::size<1>(scores))::value;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) m[r] = tree_reduce<kCols>([&](int c) { return scores(r, c); }, fmaxf_op{});
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) m[r] = fmaxf(m[r], __shfl_xor_sync(0xffffffffu, m[r], 1));
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) m[r] = fmaxf(m[r], __shfl_xor_sync(0xffffffffu, m[r], 2));
   }
 };
 

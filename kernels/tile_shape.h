@@ -63,6 +63,26 @@ constexpr int ctas_per_sm(const TileShape& tile, int smem_bytes, int smem_per_sm
   return limit < 1 ? 1 : limit > 16 ? 16 : limit;
 }
 
+// Which kernel generation a variant belongs to (variants.py PATHS). sm80: mma.sync + cp.async, runs
+// on every GPU of compute capability >= 8.0. sm90: wgmma, built as sm_90a machine code, which runs
+// on compute capability 9.0 only.
+enum class KernelPath : int { kSm80 = 80, kSm90 = 90 };
+
+// sm90 forward (wgmma): two warpgroups, each owning 64 query rows of a 128-row tile (wgmma's M is
+// 64 per warpgroup), K/V double-buffered. 128 keys per tile up to d = 128: S takes 64 fp32
+// registers per thread and O d / 2, so a bigger key tile halves the softmax's per-tile overhead at
+// no cost in spills. d = 256: O alone holds 128 registers and two stages of 128-key K/V tiles
+// would exceed the 227 KiB of shared memory a block may have, so 64 keys.
+constexpr TileShape fwd_tile_shape_sm90(int head_dim) { return TileShape{128, head_dim <= 128 ? 128 : 64, 8}; }
+
+constexpr int kFwdStagesSm90 = 2;
+
+// Q tile + kFwdStagesSm90 x (K tile, V tile). 160 KiB at d = 128, 192 KiB at d = 256.
+constexpr int fwd_smem_bytes_sm90(int head_dim, int element_size) {
+  return (fwd_tile_shape_sm90(head_dim).block_m + 2 * kFwdStagesSm90 * fwd_tile_shape_sm90(head_dim).block_n) *
+         head_dim * element_size;
+}
+
 // sm80 backward (both kernels): 64 x 64 tiles; warps as in bwd_traits_sm80.cuh.
 constexpr TileShape bwd_tile_shape_sm80(int head_dim) {
   return head_dim <= 128 ? TileShape{64, 64, 4} : TileShape{64, 64, 8};

@@ -8,8 +8,13 @@ Everything that depends on which variants exist is generated from here at CMake 
   build_info.json                         the "cuda" object of flashplus_build_info_json()
   variants.cmake                          source list and CUDA architectures for CMake
 
+Two kernel paths (PATHS): sm80 (mma.sync + cp.async, every GPU of compute capability >= 8.0, every
+feature) and sm90 (wgmma, forward only, compiled as sm_90a machine code for compute capability 9.0:
+no dropout, strided K/V, head dims that are multiples of 64; the dispatch in cuda_backend.cu sends
+it the calls it serves and the sm80 path the rest).
+
 Template parameters are only what changes registers or shared memory: element type, head dim,
-dropout (the Philox words cost registers in the hot loop), and for the forward the tile shape
+dropout (the Philox words cost registers in the hot loop), and for the sm80 forward the tile shape
 (the one-warp decode tile, "_decode") and the K/V loader ("_strided": dense / varlen rows only,
 "_paged": paged rows only). Causal / sliding window, ALiBi,
 softcap, varlen, paged K/V, GQA and split-KV are runtime flags (uniform branches, well under 2%).
@@ -25,16 +30,19 @@ import sys
 
 # Architectures are CUDA compute capabilities (x10) that get machine code; the highest also gets
 # PTX so that newer GPUs can JIT it. The sm80 path (mma.sync, cp.async) runs on every one of them.
+# archs: compute capabilities that get sm80-path machine code (the highest also PTX). The sm90 path
+# is always built as sm_90a machine code, its own target (kernels/CMakeLists.txt).
 PRESETS = {
-    "dev": {"archs": [80], "head_dims": [128], "dtypes": ["bf16"]},
-    "full": {"archs": [80, 90], "head_dims": [64, 96, 128, 192, 256], "dtypes": ["fp16", "bf16"]},
+    "dev": {"archs": [80], "head_dims": [128], "dtypes": ["bf16"], "paths": ["sm80", "sm90"]},
+    "full": {"archs": [80, 90], "head_dims": [64, 96, 128, 192, 256], "dtypes": ["fp16", "bf16"],
+             "paths": ["sm80", "sm90"]},
     # What `python -m flashplus bench` sweeps (bf16, d = 64 / 128 / 256), native, in a third of the
     # full build's time: for a benchmark run on a freshly started device machine.
-    "bench": {"archs": [80, 90], "head_dims": [64, 128, 256], "dtypes": ["bf16"]},
+    "bench": {"archs": [80, 90], "head_dims": [64, 128, 256], "dtypes": ["bf16"], "paths": ["sm80", "sm90"]},
 }
 
-# Kernel paths: name -> lowest compute capability it runs on.
-PATHS = {"sm80": 80}
+# Kernel paths: name -> KernelPath (tile_shape.h), whose value is the compute capability it needs.
+PATHS = {"sm80": "KernelPath::kSm80", "sm90": "KernelPath::kSm90"}
 
 DTYPES = {
     "fp16": {"cute": "cute::half_t", "enum": "FLASHPLUS_DTYPE_FLOAT16"},
@@ -63,17 +71,25 @@ def variants(preset, direction="fwd"):
     config = PRESETS[preset]
     result = []
 
-    def add(path, min_arch, dtype, head_dim, dropout, decode_tile=False, kv_load="any"):
+    def add(path, dtype, head_dim, dropout, decode_tile=False, kv_load="any", suffix=True):
         name = (f"{direction}_{path}_{dtype}_hd{head_dim}" + ("_dropout" if dropout else "") +
-                ("_decode" if decode_tile else "") + ("" if kv_load == "any" else f"_{kv_load}"))
-        result.append({"name": name, "direction": direction, "path": path, "min_arch": min_arch, "dtype": dtype,
+                ("_decode" if decode_tile else "") + ("" if kv_load == "any" or not suffix else f"_{kv_load}"))
+        result.append({"name": name, "direction": direction, "path": path, "dtype": dtype,
                        "head_dim": head_dim, "dropout": dropout, "decode_tile": decode_tile, "kv_load": kv_load})
 
-    for path, min_arch in PATHS.items():
+    if "sm90" in config["paths"] and direction == "fwd":
+        # The wgmma forward: one strided-K/V variant per dtype and head dim (the 128-byte swizzle
+        # needs rows of 64 elements; d = 96 / 192 stay on sm80, natively).
+        for dtype in config["dtypes"]:
+            for head_dim in config["head_dims"]:
+                if head_dim % 64 == 0:
+                    add("sm90", dtype, head_dim, False, kv_load="strided", suffix=False)
+
+    for path in ("sm80",):
         for dtype in config["dtypes"]:
             for head_dim in config["head_dims"]:
                 for dropout in (False, True):
-                    add(path, min_arch, dtype, head_dim, dropout)
+                    add(path, dtype, head_dim, dropout)
                 if direction != "fwd":
                     continue
                 # Without dropout (training, prefill, decode) the forward also gets variants whose
@@ -85,22 +101,26 @@ def variants(preset, direction="fwd"):
                 #    (contiguous KV cache) and paged (vLLM-style caches). A decode tile with the
                 #    general loader took ptxas 8 minutes, so other layouts decode on the big tile.
                 if fixed_column_loads(head_dim, fwd_threads(head_dim, False)):
-                    add(path, min_arch, dtype, head_dim, False, kv_load="strided")
+                    add(path, dtype, head_dim, False, kv_load="strided")
                 if fixed_column_loads(head_dim, fwd_threads(head_dim, True)):
-                    add(path, min_arch, dtype, head_dim, False, decode_tile=True, kv_load="strided")
-                    add(path, min_arch, dtype, head_dim, False, decode_tile=True, kv_load="paged")
+                    add(path, dtype, head_dim, False, decode_tile=True, kv_load="strided")
+                    add(path, dtype, head_dim, False, decode_tile=True, kv_load="paged")
     return result
 
 
 def instantiation_source(v):
-    fwd_policies = (f', {"true" if v["decode_tile"] else "false"}, {KV_LOAD[v["kv_load"]]}'
-                    if v["direction"] == "fwd" else "")
+    if v["path"] == "sm90":  # one policy set: no dropout, strided K/V, the 128-row wgmma tile
+        template_args = f'{DTYPES[v["dtype"]]["cute"]}, {v["head_dim"]}'
+    else:
+        fwd_policies = (f', {"true" if v["decode_tile"] else "false"}, {KV_LOAD[v["kv_load"]]}'
+                        if v["direction"] == "fwd" else "")
+        template_args = (f'{DTYPES[v["dtype"]]["cute"]}, {v["head_dim"]}, '
+                         f'{"true" if v["dropout"] else "false"}{fwd_policies}')
     return (GENERATED_HEADER +
             f'#include "{v["direction"]}_launch_{v["path"]}.cuh"\n\n'
             "namespace flashplus {\nnamespace kernels {\n\n"
             f'cudaError_t {v["name"]}(const {PARAMS[v["direction"]]}& params, cudaStream_t stream) {{\n'
-            f'  return launch_{v["direction"]}_{v["path"]}<{DTYPES[v["dtype"]]["cute"]}, {v["head_dim"]}, '
-            f'{"true" if v["dropout"] else "false"}{fwd_policies}>(params, stream);\n'
+            f'  return launch_{v["direction"]}_{v["path"]}<{template_args}>(params, stream);\n'
             "}\n\n}  // namespace kernels\n}  // namespace flashplus\n")
 
 
@@ -129,7 +149,7 @@ def dispatch_table(preset, fwd, bwd):
         for v in vs:
             extra = (f'{"true" if v["decode_tile"] else "false"}, {KV_LOAD[v["kv_load"]]}, '
                      if v["direction"] == "fwd" else "")
-            lines.append(f'    {{"{v["name"]}", {v["min_arch"]}, {DTYPES[v["dtype"]]["enum"]}, {v["head_dim"]}, '
+            lines.append(f'    {{"{v["name"]}", {PATHS[v["path"]]}, {DTYPES[v["dtype"]]["enum"]}, {v["head_dim"]}, '
                          f'{"true" if v["dropout"] else "false"}, {extra}&{v["name"]}}},\n')
         lines.append("};\n")
     lines.append("\n")
@@ -182,8 +202,10 @@ def main():
     write_if_changed(os.path.join(args.out_dir, "dispatch_table.inc"), dispatch_table(args.preset, fwd, bwd))
     write_if_changed(os.path.join(args.out_dir, "build_info.json"),
                      json.dumps(build_info(args.preset, fwd, bwd), indent=2) + "\n")
+    sm90a = [s for s, v in zip(sources, vs) if v["path"] == "sm90"]
     cmake = (f'set(FLASHPLUS_CUDA_ARCHS "{cmake_architectures(PRESETS[args.preset]["archs"])}")\n'
-             f'set(FLASHPLUS_VARIANT_SOURCES\n' + "".join(f'  "{s}"\n' for s in sources) + ")\n")
+             f'set(FLASHPLUS_VARIANT_SOURCES\n' + "".join(f'  "{s}"\n' for s in sources if s not in sm90a) + ")\n"
+             f'set(FLASHPLUS_VARIANT_SOURCES_SM90A\n' + "".join(f'  "{s}"\n' for s in sm90a) + ")\n")
     write_if_changed(os.path.join(args.out_dir, "variants.cmake"), cmake)
     return 0
 

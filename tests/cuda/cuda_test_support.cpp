@@ -2,6 +2,7 @@
 #include "cuda_test_support.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 
 #include <cuda_runtime.h>
@@ -117,6 +118,50 @@ bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, co
     if (json.find(name) != std::string::npos) return true;
   }
   return false;
+}
+
+bool sm90_forward_available(flashplus_dtype dtype, int head_dim) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (major != 9 || minor != 0) return false;
+  // The sm90 variant must have the head dim of the sm80 variant that serves the request.
+  const std::string json = flashplus_build_info_json();
+  for (int d = head_dim; d <= 256; ++d) {
+    if (json.find(std::string("\"fwd_sm80_") + dtype_name(dtype) + "_hd" + std::to_string(d) + "\"") == std::string::npos)
+      continue;
+    return json.find(std::string("\"fwd_sm90_") + dtype_name(dtype) + "_hd" + std::to_string(d) + "\"") !=
+           std::string::npos;
+  }
+  return false;
+}
+
+std::vector<std::string> forward_paths(flashplus_dtype dtype, int head_dim) {
+  if (sm90_forward_available(dtype, head_dim)) return {"sm80", "sm90"};
+  return {"auto"};
+}
+
+ScopedKernelPath::ScopedKernelPath(const std::string& path) {
+  if (const char* value = std::getenv("FLASHPLUS_KERNEL_PATH")) {
+    had_value_ = true;
+    previous_ = value;
+  }
+  if (path == "auto") {
+    unsetenv("FLASHPLUS_KERNEL_PATH");
+  } else {
+    setenv("FLASHPLUS_KERNEL_PATH", path.c_str(), 1);
+  }
+}
+
+ScopedKernelPath::~ScopedKernelPath() {
+  if (had_value_) {
+    setenv("FLASHPLUS_KERNEL_PATH", previous_.c_str(), 1);
+  } else {
+    unsetenv("FLASHPLUS_KERNEL_PATH");
+  }
 }
 
 DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {

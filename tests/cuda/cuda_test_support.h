@@ -41,6 +41,28 @@ bool gpu_available(std::string* why);
 // dropout); reads flashplus_build_info_json().
 bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, const char* direction);
 
+// ---- kernel paths (FLASHPLUS_KERNEL_PATH, kernels/cuda_backend.cu) ----
+// True when device 0 has compute capability 9.0 and the build has the sm90 (wgmma) forward variant
+// for the compiled head dim that serves (dtype, head_dim): the dispatch may then run either path.
+bool sm90_forward_available(flashplus_dtype dtype, int head_dim);
+
+// The forward paths a case should run on this device: {"auto"} where only the sm80 path exists,
+// {"sm80", "sm90"} where the sm90 path may serve calls (both then get checked).
+std::vector<std::string> forward_paths(flashplus_dtype dtype, int head_dim);
+
+// Sets FLASHPLUS_KERNEL_PATH for its lifetime ("auto": unset), restoring the earlier value.
+class ScopedKernelPath {
+ public:
+  explicit ScopedKernelPath(const std::string& path);
+  ~ScopedKernelPath();
+  ScopedKernelPath(const ScopedKernelPath&) = delete;
+  ScopedKernelPath& operator=(const ScopedKernelPath&) = delete;
+
+ private:
+  bool had_value_ = false;
+  std::string previous_;
+};
+
 // ---- device memory ----
 class DeviceBuffer {
  public:

@@ -353,31 +353,23 @@ void set_keep_mask_from_dmask(HostCase& c, const HostCase& masked, const RunResu
   }
 }
 
-void check_case(const FwdSpec& spec) {
-  const bool self_check = harness_self_check();
-  if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
-  HostCase c = build_case(spec);
+// Whether the sm90 (wgmma) forward serves case c (cuda_backend.cu: sm90_variant), judged from the
+// case's own description: no dropout, dense or varlen K/V with 16-byte rows, more than 16 rows per
+// query tile (s_q, times the GQA group when short queries are packed).
+bool sm90_should_serve(const HostCase& c) {
+  const FwdSpec& s = c.spec;
+  const bool packed = s.h_q > s.h_k && s.alibi == 0 && s.dropout == 0.f && c.max_seqlen_q <= 64;
+  const int tile_rows = c.max_seqlen_q * (packed ? s.h_q / s.h_k : 1);
+  return s.dropout == 0.f && s.page_size == 0 && s.d % 8 == 0 && (s.d + s.head_stride_pad) % 8 == 0 &&
+         tile_rows > 16;
+}
+
+// The checks of one run's outputs against the oracle; `path` labels the messages.
+void check_result(const HostCase& c, const RunResult& gpu, const AttentionOutputs& exact,
+                  const AttentionOutputs& naive, const RunResult& cpu, const std::string& path) {
+  const FwdSpec& spec = c.spec;
   const bool dropout = spec.dropout > 0.f;
-  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout, "fwd")) {
-    const RunResult r = run_gpu(c);
-    EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
-    EXPECT_NE(r.error.find("no compiled variant"), std::string::npos) << r.error;
-    GTEST_SKIP() << "variant not compiled in this preset (UNSUPPORTED checked): " << r.error;
-  }
-
-  RunResult cpu;
-  if (dropout) {
-    // The keep-mask comes from the CPU backend's S_dmask signs.
-    cpu = run_cpu(c);
-    ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
-    set_keep_mask_from_dmask(c, c, cpu);
-  }
-
-  const RunResult gpu = self_check ? run_cpu(c) : run_gpu(c);
-  ASSERT_EQ(gpu.status, FLASHPLUS_STATUS_OK) << gpu.error;
-  const AttentionOutputs exact = reference_fp64(c.logical);
-  const AttentionOutputs naive = reference_same_precision(c.logical, spec.dtype);
-
+  SCOPED_TRACE("FLASHPLUS_KERNEL_PATH=" + path);
   ErrorStats out_gpu, out_naive, lse_gpu, lse_naive;
   double lse_scale = 1.0;
   int64_t nonfinite = 0, empty_row_errors = 0;
@@ -412,8 +404,8 @@ void check_case(const FwdSpec& spec) {
     for (size_t e = 0; e < gpu.out.size(); ++e)
       if (static_cast<int>(e % c.head_stride) >= d && gpu.out[e] != kPoisonBits) ++padding_written;
 
-  std::printf("[ errors   ] %s: out gpu %.3g naive %.3g | lse gpu %.3g naive %.3g\n", spec.name.c_str(),
-              out_gpu.max_error, out_naive.max_error, lse_gpu.max_error, lse_naive.max_error);
+  std::printf("[ errors   ] %s (%s): out gpu %.3g naive %.3g | lse gpu %.3g naive %.3g\n", spec.name.c_str(),
+              path.c_str(), out_gpu.max_error, out_naive.max_error, lse_gpu.max_error, lse_naive.max_error);
   const double out_atol = spec.dtype == FLASHPLUS_DTYPE_BFLOAT16 ? 2e-3 : 5e-4;
   const double lse_atol = 1e-3 + 2e-6 * lse_scale;
   EXPECT_EQ(nonfinite, 0) << "out has NaN/inf (unwritten or overflow)";
@@ -449,6 +441,48 @@ void check_case(const FwdSpec& spec) {
     EXPECT_EQ(outside_nonzero, 0) << "s_dmask entries outside (s_q, s_k) must be 0";
     EXPECT_EQ(value_errors, 0) << "s_dmask |P| differs from the fp64 P, first at " << first_bad;
     EXPECT_EQ(sign_mismatch, 0) << "s_dmask dropout signs differ from the CPU backend's";
+  }
+}
+
+void check_case(const FwdSpec& spec) {
+  const bool self_check = harness_self_check();
+  if (!self_check) FPCUDA_SKIP_WITHOUT_GPU();
+  HostCase c = build_case(spec);
+  const bool dropout = spec.dropout > 0.f;
+  if (!self_check && !cuda_variant_compiled(spec.dtype, spec.d, dropout, "fwd")) {
+    const RunResult r = run_gpu(c);
+    EXPECT_EQ(r.status, FLASHPLUS_STATUS_UNSUPPORTED) << r.error;
+    EXPECT_NE(r.error.find("no compiled variant"), std::string::npos) << r.error;
+    GTEST_SKIP() << "variant not compiled in this preset (UNSUPPORTED checked): " << r.error;
+  }
+
+  RunResult cpu;
+  if (dropout) {
+    // The keep-mask comes from the CPU backend's S_dmask signs.
+    cpu = run_cpu(c);
+    ASSERT_EQ(cpu.status, FLASHPLUS_STATUS_OK) << "CPU backend: " << cpu.error;
+    set_keep_mask_from_dmask(c, c, cpu);
+  }
+
+  const AttentionOutputs exact = reference_fp64(c.logical);
+  const AttentionOutputs naive = reference_same_precision(c.logical, spec.dtype);
+  if (self_check) {
+    const RunResult gpu = run_cpu(c);
+    ASSERT_EQ(gpu.status, FLASHPLUS_STATUS_OK) << gpu.error;
+    check_result(c, gpu, exact, naive, cpu, "cpu");
+    return;
+  }
+  for (const std::string& path : forward_paths(spec.dtype, spec.d)) {
+    const ScopedKernelPath scoped(path);
+    const RunResult gpu = run_gpu(c);
+    if (path == "sm90" && gpu.status == FLASHPLUS_STATUS_UNSUPPORTED) {
+      // The sm90 kernel does not serve every call; the ones it must serve may not be refused.
+      EXPECT_FALSE(sm90_should_serve(c)) << "the sm90 forward refused a call it serves: " << gpu.error;
+      std::printf("[ path     ] %s: sm90 path not taken (%s)\n", spec.name.c_str(), gpu.error.c_str());
+      continue;
+    }
+    ASSERT_EQ(gpu.status, FLASHPLUS_STATUS_OK) << "FLASHPLUS_KERNEL_PATH=" << path << ": " << gpu.error;
+    check_result(c, gpu, exact, naive, cpu, path);
   }
 }
 
@@ -810,24 +844,28 @@ TEST(CudaFwdTiming, DISABLED_Report) {
         a.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
         a.is_causal = causal;
         a.num_splits = 1;
-        for (int warm = 0; warm < 3; ++warm) ASSERT_EQ(flashplus_fwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        std::vector<float> ms(10);
-        for (float& t : ms) {
-          cudaEventRecord(start);
-          flashplus_fwd(&a);
-          cudaEventRecord(stop);
-          cudaEventSynchronize(stop);
-          cudaEventElapsedTime(&t, start, stop);
+        for (const std::string& path : forward_paths(dtype, d)) {
+          const ScopedKernelPath scoped(path);
+          for (int warm = 0; warm < 3; ++warm) ASSERT_EQ(flashplus_fwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+          cudaEvent_t start, stop;
+          cudaEventCreate(&start);
+          cudaEventCreate(&stop);
+          std::vector<float> ms(10);
+          for (float& t : ms) {
+            cudaEventRecord(start);
+            flashplus_fwd(&a);
+            cudaEventRecord(stop);
+            cudaEventSynchronize(stop);
+            cudaEventElapsedTime(&t, start, stop);
+          }
+          std::sort(ms.begin(), ms.end());
+          const double flops = 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
+          std::printf("[ timing   ] fwd %s path=%s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", dtype_name(dtype),
+                      path.c_str(), d, seqlen, batch, heads, causal ? "causal" : "full", ms[5],
+                      flops / (ms[5] * 1e-3) / 1e12);
+          cudaEventDestroy(start);
+          cudaEventDestroy(stop);
         }
-        std::sort(ms.begin(), ms.end());
-        const double flops = 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
-        std::printf("[ timing   ] fwd %s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", dtype_name(dtype), d, seqlen,
-                    batch, heads, causal ? "causal" : "full", ms[5], flops / (ms[5] * 1e-3) / 1e12);
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
       }
     }
   }

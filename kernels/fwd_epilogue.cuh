@@ -1,4 +1,4 @@
-// fwd_epilogue_sm80.cuh — writes one query tile's O and LSE.
+// fwd_epilogue.cuh — writes one query tile's O and LSE.
 //
 // Final output: O is converted to the element type, staged through shared memory (the Q tile,
 // no longer read) and written as coalesced 16-byte rows with row / head-dim predicates.
@@ -10,7 +10,7 @@
 
 #include <cute/tensor.hpp>
 
-#include "fragment_layout_sm80.cuh"
+#include "fragment_layout.cuh"
 #include "fwd_params.h"
 #include "query_rows.cuh"
 #include "seqlen_info.cuh"
@@ -20,7 +20,7 @@ namespace flashplus {
 namespace kernels {
 
 template <typename Traits>
-struct FwdEpilogueSm80 {
+struct FwdEpilogue {
   using Element = typename Traits::Element;
   static constexpr int kBlockM = Traits::kBlockM;
   static constexpr int kHeadDim = Traits::kHeadDim;
