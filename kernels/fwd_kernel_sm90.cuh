@@ -11,11 +11,11 @@
 // stride apart (dense, varlen) and 16-byte aligned, more than 16 tile rows; everything else runs
 // the sm80 kernels.
 //
-// Pipeline (kStages = 2 buffers of K and V): key tiles are visited from last to first, so the
-// tiles that need masking (sequence end, causal diagonal) come first. At the top of the step for
-// key tile n, its K and V have landed; after the barrier that also tells that every warpgroup is
-// done with step n + 1, the loads of tile n - 1 go into the other buffer and stream in while
-// S = Q K^T, the softmax and O += P V of tile n run.
+// Pipeline: key tiles are visited from last to first, so the tiles that need masking (sequence
+// end, causal diagonal) come first. Each step issues S = Q K^T of its tile and O += P V of the tile
+// before, and runs its softmax while the second MMA still runs: the tensor cores are not idle
+// during the exponentials (456 against 412 TFLOP/s without the overlap, H200, d = 128, s = 8k).
+// K and V each have two buffers, refilled by cp.async one step ahead (details at the loop).
 #pragma once
 
 #include <type_traits>
@@ -38,7 +38,7 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Traits, bool kOverlap, bool kSoftcap>
+template <typename Traits, bool kSoftcap>
 __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile& tile, char* smem) {
   using namespace cute;
   using Element = typename Traits::Element;
@@ -94,11 +94,6 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
       Tensor sV_buffer = sV(_, _, buffer);
       v_loader.load(sV_buffer, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
     };
-    auto load_kv = [&](int n_block, int buffer) {
-      load_k(n_block, buffer);
-      load_v(n_block, buffer);
-      cp_async_fence();
-    };
 
     if (rows.group == 1) {  // one head: query rows a fixed stride apart
       load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q + q_row(0), p.q.row_stride, rows.rows - m0, p.head_dim,
@@ -106,14 +101,8 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
     } else {
       load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
     }
-    // One cp.async group with Q's copies: K and V of the first tile (the overlapped schedule loads
-    // V one step later).
-    if constexpr (kOverlap) {
-      load_k(range.end - 1, 0);
-      cp_async_fence();
-    } else {
-      load_kv(range.end - 1, 0);
-    }
+    load_k(range.end - 1, 0);  // one cp.async group with Q's copies; V of a tile comes a step later
+    cp_async_fence();
 
     const LogitRule rule(p, tile.batch, rows.first_head, seq.seqlen_q, seq.seqlen_k);
     const WindowMask mask(p, seq.seqlen_q, seq.seqlen_k);
@@ -159,63 +148,42 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
       for (int e = 0; e < size(acc_s); ++e) tOrP_as_acc(e) = Element(acc_s(e));
     };
 
-    if constexpr (!kOverlap) {
-      // One step per key tile: S = Q K^T, softmax, O += P V, each waited for before the next.
-      int stage = 0;
-      for (int n_block = range.end - 1; n_block >= range.begin; --n_block) {
-        cp_async_wait<0>();
-        make_tile_visible_to_wgmma();
-        __syncthreads();  // tile n (and Q) landed for everyone; every warpgroup finished tile n + 1
-        if (n_block > range.begin) load_kv(n_block - 1, stage ^ 1);
-        Tensor acc_s = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
-        wgmma_issue</*kZeroInit=*/true>(mma_qk, tSrQ, tSrK(_, _, _, stage), acc_s);
-        wgmma_wait<0>(acc_s);
-        float out_rescale[kRows];
-        softmax_tile_by_rule(acc_s, n_block, out_rescale);
-        softmax.rescale(acc_o_rc, out_rescale);
-        convert_p(acc_s);
-        wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, stage), acc_o);
-        wgmma_wait<0>(acc_o, rP);
-        stage ^= 1;
-      }
-    } else {
-      // Software-pipelined over key tiles: the softmax of tile n runs while the tensor cores do
-      // O += P V of tile n + 1 (visited before it). K and V of a tile are used one step apart, so
-      // each has its own two buffers: step j reads K(j) from buffer j % 2 and V(j - 1) from
-      // buffer (j - 1) % 2, and refills K buffer (j + 1) % 2 and V buffer j % 2, whose last
-      // readers (S of step j - 1, O += P V of step j - 1) every warpgroup has finished at the
-      // barrier that opens step j.
-      int step = 0;
-      for (int n_block = range.end - 1; n_block >= range.begin; --n_block, ++step) {
-        const int buffer = step & 1;
-        cp_async_wait<0>();
-        make_tile_visible_to_wgmma();
-        __syncthreads();
-        load_v(n_block, buffer);
-        if (n_block > range.begin) load_k(n_block - 1, buffer ^ 1);
-        cp_async_fence();
-        Tensor acc_s = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
-        wgmma_issue</*kZeroInit=*/true>(mma_qk, tSrQ, tSrK(_, _, _, buffer), acc_s);
-        float out_rescale[kRows];
-        if (step > 0) {
-          wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, buffer ^ 1), acc_o);
-          wgmma_wait<1>(acc_s);  // S of this tile; O += P V of the previous one may still run
-          softmax_tile_by_rule(acc_s, n_block, out_rescale);
-          wgmma_wait<0>(acc_o, rP);
-        } else {
-          wgmma_wait<0>(acc_s);
-          softmax_tile_by_rule(acc_s, n_block, out_rescale);
-        }
-        softmax.rescale(acc_o_rc, out_rescale);
-        convert_p(acc_s);
-      }
-      // The last tile's O += P V, once its V has landed.
+    // Software-pipelined over key tiles: the softmax of tile n runs while the tensor cores do
+    // O += P V of tile n + 1 (visited before it). K and V of a tile are used one step apart, so
+    // each has its own two buffers: step j reads K(j) from buffer j % 2 and V(j - 1) from
+    // buffer (j - 1) % 2, and refills K buffer (j + 1) % 2 and V buffer j % 2, whose last
+    // readers (S of step j - 1, O += P V of step j - 1) every warpgroup has finished at the
+    // barrier that opens step j.
+    int step = 0;
+    for (int n_block = range.end - 1; n_block >= range.begin; --n_block, ++step) {
+      const int buffer = step & 1;
       cp_async_wait<0>();
       make_tile_visible_to_wgmma();
       __syncthreads();
-      wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, (step - 1) & 1), acc_o);
-      wgmma_wait<0>(acc_o, rP);
+      load_v(n_block, buffer);
+      if (n_block > range.begin) load_k(n_block - 1, buffer ^ 1);
+      cp_async_fence();
+      Tensor acc_s = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
+      wgmma_issue</*kZeroInit=*/true>(mma_qk, tSrQ, tSrK(_, _, _, buffer), acc_s);
+      float out_rescale[kRows];
+      if (step > 0) {
+        wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, buffer ^ 1), acc_o);
+        wgmma_wait<1>(acc_s);  // S of this tile; O += P V of the previous one may still run
+        softmax_tile_by_rule(acc_s, n_block, out_rescale);
+        wgmma_wait<0>(acc_o, rP);
+      } else {
+        wgmma_wait<0>(acc_s);
+        softmax_tile_by_rule(acc_s, n_block, out_rescale);
+      }
+      softmax.rescale(acc_o_rc, out_rescale);
+      convert_p(acc_s);
     }
+    // The last tile's O += P V, once its V has landed.
+    cp_async_wait<0>();
+    make_tile_visible_to_wgmma();
+    __syncthreads();
+    wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, (step - 1) & 1), acc_o);
+    wgmma_wait<0>(acc_o, rP);
   }
 
   float lse[kRows];
@@ -232,13 +200,13 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
 }
 
 // One CTA per SM: 256 threads at up to 255 registers each fill the register file.
-template <typename Traits, bool kOverlap>
+template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads, 1) fwd_kernel_sm90(const __grid_constant__ FwdParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) char smem[];
   const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
   with_softcap_policy(p.softcap, [&](auto softcap) __attribute__((always_inline)) {
-    fwd_tile_sm90<Traits, kOverlap, decltype(softcap)::value>(p, tile, smem);
+    fwd_tile_sm90<Traits, decltype(softcap)::value>(p, tile, smem);
   });
 #endif
 }

@@ -3,9 +3,6 @@
 // (kernels/CMakeLists.txt): wgmma exists only in that architecture-specific target.
 #pragma once
 
-#include <cstdlib>
-#include <cstring>
-
 #include <cuda_runtime.h>
 
 #include "fwd_kernel_sm90.cuh"
@@ -18,11 +15,7 @@ namespace kernels {
 template <typename Element, int kHeadDim>
 cudaError_t launch_fwd_sm90(const FwdParams& params, cudaStream_t stream) {
   using Traits = FwdTraitsSm90<Element, kHeadDim>;
-  // EXPERIMENT (to be removed once measured): FLASHPLUS_SM90_SCHEDULE=simple runs the schedule
-  // without the softmax / P V overlap, for an A/B on the same machine.
-  const char* schedule = std::getenv("FLASHPLUS_SM90_SCHEDULE");
-  const bool simple = schedule && std::strcmp(schedule, "simple") == 0;
-  auto kernel = simple ? fwd_kernel_sm90<Traits, false> : fwd_kernel_sm90<Traits, true>;
+  auto kernel = fwd_kernel_sm90<Traits>;
   constexpr int kSmemBytes = Traits::kSmemBytes;
   const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   if (status != cudaSuccess) return status;
