@@ -555,6 +555,8 @@ std::vector<FwdSpec> fwd_specs() {
   { FwdSpec s{.name = "Fp16DropoutHd256", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 2, .s_q = 70, .s_k = 130, .h_q = 2, .h_k = 1, .d = 256, .causal = true, .dropout = 0.2f, .s_dmask = true}; add(s); }
   { FwdSpec s{.name = "Hd192PagedSplit", .batch = 2, .s_q = 9, .s_k = 400, .h_q = 4, .h_k = 1, .d = 192, .seqused = {400, 77}, .page_size = 16, .causal = true, .num_splits = 3}; add(s); }
   { FwdSpec s{.name = "Fp16VarlenHd64Window", .dtype = FLASHPLUS_DTYPE_FLOAT16, .h_q = 4, .h_k = 2, .d = 64, .lens_q = {100, 1, 257}, .lens_k = {300, 20, 257}, .window_left = 30, .window_right = 7, .alibi = 1}; add(s); }
+  // The sm90 (wgmma) variants of the full preset: fp16 with the 64-key tile of d = 256.
+  { FwdSpec s{.name = "Fp16Hd256VarlenCausalGqa", .dtype = FLASHPLUS_DTYPE_FLOAT16, .h_q = 4, .h_k = 2, .d = 256, .lens_q = {200, 0, 65}, .lens_k = {200, 7, 300}, .causal = true}; add(s); }
   { FwdSpec s{.name = "Fp16D80Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 222, .d = 80, .softcap = 15.f, .input_scale = 2.0}; add(s); }
   // Strides: padded heads, aligned (pad 8) and not (pad 3).
   { FwdSpec s{.name = "HeadStridePad8", .s_q = 70, .s_k = 90, .head_stride_pad = 8}; add(s); }
