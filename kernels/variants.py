@@ -85,7 +85,8 @@ def variants(preset, direction="fwd"):
         # needs rows of 64 elements, the strided loader whole rows per pass of 256 threads, so
         # d = 96 / 192 stay on sm80, natively). Not d = 64: there the
         # tile's MMAs are half as long while the softmax costs the same, and the sm90 kernel ran at
-        # 0.93-0.99x of the sm80 one (H200, bench sweeps of 2026-11-22 08:56 and 2026-12-04 16:21).
+        # 0.92-1.02x of the sm80 one, 10 of 12 shapes below 1.0x (H200, bench/RESULTS.md sweeps of
+        # 2026-11-22 08:56 and 2026-12-04 16:21, two machines).
         for dtype in config["dtypes"]:
             for head_dim in config["head_dims"]:
                 if head_dim % 64 == 0 and fixed_column_loads(head_dim, SM90_FWD_THREADS) and head_dim >= 128:
