@@ -21,6 +21,7 @@
 #include "fwd_epilogue.cuh"
 #include "fwd_mainloop_sm80.cuh"
 #include "fwd_params.h"
+#include "fwd_query_tile.cuh"
 #include "key_tile_loader_sm80.cuh"
 #include "logit_tile.cuh"
 #include "mask.cuh"
@@ -63,11 +64,12 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   const int tid = threadIdx.x;
   const SeqlenInfo seq(p, tile.batch);
   const QueryRows rows(p, tile.head, seq.seqlen_q);
-  const int m0 = tile.m_block * kBlockM;
-  if (m0 >= rows.rows) return;  // varlen: this sequence is shorter than the longest
-  const int kv_head = p.pack_gqa ? tile.head : tile.head / p.group_size;
-  const int first_query = rows.query(m0);
-  const int last_query = rows.query(min(m0 + kBlockM, rows.rows) - 1);
+  const QueryTile<kBlockM> query_tile(p, tile, rows);
+  if (query_tile.past_end) return;
+  const int m0 = query_tile.m0;
+  const int kv_head = query_tile.kv_head;
+  const int first_query = query_tile.first_query;
+  const int last_query = query_tile.last_query;
 
   Element* smem_q = reinterpret_cast<Element*>(smem);
   Element* smem_k = smem_q + Traits::kSmemQElems;
@@ -89,8 +91,6 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   const KeyBlockRange range = key_block_range_for_queries<kBlockN>(p, first_query, last_query, seq.seqlen_q,
                                                                    seq.seqlen_k, tile.split, p.num_splits);
   if (!range.empty()) {
-    const Element* q = static_cast<const Element*>(p.q.data);
-    auto q_row = [&](int r) { return seq.query_offset(p.q, rows.query(m0 + r), rows.head(m0 + r)); };
     using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, Traits::kKvLoad>;
     constexpr bool kMayPage = Traits::kKvLoad != KvLoad::kStrided;
     int2* paged_rows = kMayPage ? reinterpret_cast<int2*>(smem_v + Traits::kSmemKVElems) : nullptr;
@@ -103,12 +103,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
     auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
 
-    if (rows.group == 1) {  // one head: query rows a fixed stride apart
-      load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q + q_row(0), p.q.row_stride, rows.rows - m0, p.head_dim,
-                                                      p.q.aligned16, tid);
-    } else {
-      load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
-    }
+    load_query_tile<kBlockM, kHeadDim, kNThreads, Element>(sQ, p, seq, rows, m0, tid);
     if (paged) {
       fill_rows(range.end - 1);
       __syncthreads();
@@ -190,15 +185,8 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     }
   }
 
-  float lse[kRows];
-  softmax.finalize(acc_o_rc, Traits::kHasDropout ? p.dropout_rescale : 1.f, lse);
-  if (seq.index_errors) {  // a bad index (seqlen_info.cuh): the rows' results are NaN, not "no keys"
-#pragma unroll
-    for (int e = 0; e < size(acc_o); ++e) acc_o(e) = NAN;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) lse[r] = NAN;
-  }
-  FwdEpilogue<Traits>::store(p, seq, rows, tile.batch, tile.m_block, tile.split, acc_o, lse, sQ, tid);
+  finish_query_tile<Traits>(p, seq, rows, tile, softmax, acc_o, Traits::kHasDropout ? p.dropout_rescale : 1.f, sQ,
+                            tid);
 }
 
 template <typename Traits>

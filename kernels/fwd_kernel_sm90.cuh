@@ -27,6 +27,7 @@
 #include "fwd_epilogue.cuh"
 #include "fwd_mainloop_sm90.cuh"
 #include "fwd_params.h"
+#include "fwd_query_tile.cuh"
 #include "key_tile_loader_sm80.cuh"
 #include "logit_tile.cuh"
 #include "mask.cuh"
@@ -50,11 +51,12 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
   const int tid = threadIdx.x;
   const SeqlenInfo seq(p, tile.batch);
   const QueryRows rows(p, tile.head, seq.seqlen_q);
-  const int m0 = tile.m_block * kBlockM;
-  if (m0 >= rows.rows) return;  // varlen: this sequence is shorter than the longest
-  const int kv_head = p.pack_gqa ? tile.head : tile.head / p.group_size;
-  const int first_query = rows.query(m0);
-  const int last_query = rows.query(min(m0 + kBlockM, rows.rows) - 1);
+  const QueryTile<kBlockM> query_tile(p, tile, rows);
+  if (query_tile.past_end) return;
+  const int m0 = query_tile.m0;
+  const int kv_head = query_tile.kv_head;
+  const int first_query = query_tile.first_query;
+  const int last_query = query_tile.last_query;
 
   Element* smem_q = reinterpret_cast<Element*>(smem);
   Element* smem_k = smem_q + Traits::kSmemQElems;
@@ -81,8 +83,6 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
   const KeyBlockRange range = key_block_range_for_queries<kBlockN>(p, first_query, last_query, seq.seqlen_q,
                                                                    seq.seqlen_k, tile.split, p.num_splits);
   if (!range.empty()) {
-    const Element* q = static_cast<const Element*>(p.q.data);
-    auto q_row = [&](int r) { return seq.query_offset(p.q, rows.query(m0 + r), rows.head(m0 + r)); };
     using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, KvLoad::kStrided>;
     const Loader k_loader(p.k, seq, kv_head, p.head_dim, tid);
     const Loader v_loader(p.v, seq, kv_head, p.head_dim, tid);
@@ -95,12 +95,7 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
       v_loader.load(sV_buffer, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
     };
 
-    if (rows.group == 1) {  // one head: query rows a fixed stride apart
-      load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q + q_row(0), p.q.row_stride, rows.rows - m0, p.head_dim,
-                                                      p.q.aligned16, tid);
-    } else {
-      load_rows<kBlockM, kHeadDim, kNThreads>(sQ, q, q_row, rows.rows - m0, p.head_dim, p.q.aligned16, tid);
-    }
+    load_query_tile<kBlockM, kHeadDim, kNThreads, Element>(sQ, p, seq, rows, m0, tid);
     load_k(range.end - 1, 0);  // one cp.async group with Q's copies; V of a tile comes a step later
     cp_async_fence();
 
@@ -186,17 +181,8 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
     wgmma_wait<0>(acc_o, rP);
   }
 
-  float lse[kRows];
-  softmax.finalize(acc_o_rc, 1.f, lse);
-  if (seq.index_errors) {  // a bad index (seqlen_info.cuh): the rows' results are NaN, not "no keys"
-#pragma unroll
-    for (int e = 0; e < size(acc_o); ++e) acc_o(e) = NAN;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) lse[r] = NAN;
-  }
-  // The epilogue stages O in the Q tile, which wgmma (the async proxy) read.
-  make_tile_visible_to_wgmma();
-  FwdEpilogue<Traits>::store(p, seq, rows, tile.batch, tile.m_block, tile.split, acc_o, lse, sQ, tid);
+  make_tile_visible_to_wgmma();  // the epilogue stages O in the Q tile, which wgmma (the async proxy) read
+  finish_query_tile<Traits>(p, seq, rows, tile, softmax, acc_o, 1.f, sQ, tid);
 }
 
 // One CTA per SM: 256 threads at up to 255 registers each fill the register file.

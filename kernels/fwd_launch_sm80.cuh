@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "fwd_kernel_sm80.cuh"
+#include "fwd_launch.cuh"
 #include "fwd_traits_sm80.cuh"
 #include "launch.h"
 
@@ -15,18 +16,7 @@ namespace kernels {
 template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile, KvLoad kKvLoad>
 cudaError_t launch_fwd_sm80(const FwdParams& params, cudaStream_t stream) {
   using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile, kKvLoad>;
-  auto kernel = fwd_kernel_sm80<Traits>;
-  constexpr int kSmemBytes = Traits::kSmemBytes;
-  if constexpr (kSmemBytes > 48 * 1024) {
-    const cudaError_t status =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-    if (status != cudaSuccess) return status;
-  }
-  const int64_t grid = StaticTileScheduler::grid_size(params);
-  if (grid == 0) return cudaSuccess;
-  if (grid > INT32_MAX) return cudaErrorInvalidConfiguration;
-  kernel<<<static_cast<unsigned>(grid), Traits::kNThreads, kSmemBytes, stream>>>(params);
-  return cudaGetLastError();
+  return launch_fwd_grid<Traits::kNThreads, Traits::kSmemBytes>(fwd_kernel_sm80<Traits>, params, stream);
 }
 
 }  // namespace kernels

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "fwd_kernel_sm90.cuh"
+#include "fwd_launch.cuh"
 #include "fwd_traits_sm90.cuh"
 #include "launch.h"
 
@@ -15,15 +16,7 @@ namespace kernels {
 template <typename Element, int kHeadDim>
 cudaError_t launch_fwd_sm90(const FwdParams& params, cudaStream_t stream) {
   using Traits = FwdTraitsSm90<Element, kHeadDim>;
-  auto kernel = fwd_kernel_sm90<Traits>;
-  constexpr int kSmemBytes = Traits::kSmemBytes;
-  const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-  if (status != cudaSuccess) return status;
-  const int64_t grid = StaticTileScheduler::grid_size(params);
-  if (grid == 0) return cudaSuccess;
-  if (grid > INT32_MAX) return cudaErrorInvalidConfiguration;
-  kernel<<<static_cast<unsigned>(grid), Traits::kNThreads, kSmemBytes, stream>>>(params);
-  return cudaGetLastError();
+  return launch_fwd_grid<Traits::kNThreads, Traits::kSmemBytes>(fwd_kernel_sm90<Traits>, params, stream);
 }
 
 }  // namespace kernels
