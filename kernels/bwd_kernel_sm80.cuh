@@ -23,6 +23,7 @@
 #include "block_info.cuh"
 #include "bwd_mainloop_sm80.cuh"
 #include "bwd_params.h"
+#include "bwd_tile_common.cuh"
 #include "dq_accum.cuh"
 #include "key_tile_loader_sm80.cuh"
 #include "mask.cuh"
@@ -31,50 +32,6 @@
 
 namespace flashplus {
 namespace kernels {
-
-__device__ __forceinline__ void cp_async_4(void* smem_dst, const void* gmem_src) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(gmem_src));
-}
-
-// Starts the copy of the LSE and D of the tile's rows into shared memory (part of the caller's
-// cp.async group); rows outside the sequence get lse = +inf (P = 0) and D = 0. The LSE stays in
-// natural log here; score_gradients' callers scale it.
-template <int kBlockM>
-__device__ __forceinline__ void load_row_stats(const BwdParams& p, const SeqlenInfo& seq, int m0, int head,
-                                               float* row_lse, float* row_d, int tid) {
-  if (tid < kBlockM) {
-    const int row = m0 + tid;
-    if (row < seq.seqlen_q) {
-      cp_async_4(&row_lse[tid], &p.fwd.lse.data[seq.stats_offset(p.fwd.lse, row, head)]);
-      cp_async_4(&row_d[tid], &p.softmax_d.data[seq.stats_offset(p.softmax_d, row, head)]);
-    } else {
-      row_lse[tid] = INFINITY;
-      row_d[tid] = 0.f;
-    }
-  }
-}
-
-// Adds a (kBlockM, kHeadDim) fp32 fragment of TiledMma into the rows of dq_accum that start at
-// `rows` (query row m0 of one head; row pitch h_q * kHeadDim floats). Each thread's values come in
-// (col c, c + 1) pairs (fragment_layout.cuh), which sm90 adds with one 64-bit atomic. The
-// results are unused, so these compile to fire-and-forget reductions (RED), not round trips.
-template <typename TiledMma, typename Acc, typename Coords>
-__device__ __forceinline__ void atomic_add_fragment(float* rows, int64_t row_pitch, const Acc& acc,
-                                                    const Coords& coords) {
-  using namespace cute;
-  static_assert(decltype(size<0>(acc))::value == 4, "m16n8 accumulator: (2 cols, 2 rows) per thread and tile");
-#pragma unroll
-  for (int e = 0; e < size(acc); e += 2) {
-    float* at = rows + get<0>(coords(e)) * row_pitch + get<1>(coords(e));
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float2*>(at), make_float2(acc(e), acc(e + 1)));
-#else
-    atomicAdd(at, acc(e));
-    atomicAdd(at + 1, acc(e + 1));
-#endif
-  }
-}
 
 // Row tiles of one kind (64 x d, swizzled) laid out one after another from `first`: tile i.
 template <typename Traits>
@@ -111,20 +68,6 @@ struct DkDvSmem {
   }
   __device__ __forceinline__ float* stats() const {
     return reinterpret_cast<float*>(scores() + 2 * kGroups * Traits::kScoresTileElems);
-  }
-};
-
-// The dK/dV CTA's steps, head-major: (query head of the GQA group, query tile) pairs. Advanced by
-// counting rather than divided out of a step index: a division per step was a measurable share of
-// the issue slots.
-struct BwdStep {
-  int head;
-  int m_block;
-  __device__ __forceinline__ void advance(int first_m_block, int end_m_block) {
-    if (++m_block == end_m_block) {
-      m_block = first_m_block;
-      ++head;
-    }
   }
 };
 
@@ -165,7 +108,7 @@ __device__ __forceinline__ void fused_dq_step(const BwdParams& p, const SeqlenIn
         gemm_dq(false_type{});
       }
     }
-    atomic_add_fragment<TiledMmaDq>(dq_rows + chunk * kChunk, static_cast<int64_t>(p.fwd.h_q) * kHeadDim, acc_dq,
+    atomic_add_fragment(dq_rows + chunk * kChunk, static_cast<int64_t>(p.fwd.h_q) * kHeadDim, acc_dq,
                                     coords);
   }
 }
@@ -228,17 +171,11 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   Tensor coords = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
   Tensor coords_rc = rowcol_view(coords);
 
-  // Query rows that see some key of the CTA's [cta_n0, cta_n0 + kGroups kBlockN) under the window
-  // rule; the CTA visits every (query head of the group, query tile of those rows) pair. A group
-  // whose keys a tile does not see computes P = dS = 0 for it (causal diagonal, window edges).
-  const int diagonal = seq.seqlen_k - seq.seqlen_q;
-  int first_row = 0, last_row = seq.seqlen_q - 1;
-  if (f.window_right >= 0) first_row = max(first_row, cta_n0 - diagonal - f.window_right);
-  if (f.window_left >= 0) last_row = min(last_row, cta_n0 + kGroups * kBlockN - 1 + f.window_left - diagonal);
+  // The query tiles whose rows see some key of the CTA's [cta_n0, cta_n0 + kGroups kBlockN); a
+  // group whose keys a tile does not see computes P = dS = 0 for it (causal diagonal, window edges).
+  const QueryBlocks blocks = query_blocks_seeing_keys<kBlockM>(f, seq, cta_n0, cta_n0 + kGroups * kBlockN);
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
-  const int first_m_block = first_row / kBlockM;
-  const int end_m_block = first_row <= last_row ? last_row / kBlockM + 1 : first_m_block;
-  const int steps = (end_m_block - first_m_block) * f.group_size;
+  const int steps = (blocks.end - blocks.first) * f.group_size;
   const Element* q_data = static_cast<const Element*>(f.q.data);
   const Element* dout_data = static_cast<const Element*>(p.dout.data);
   auto issue_step_loads = [&](const BwdStep& at, int stage) {
@@ -252,11 +189,11 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
                                                     p.dout.aligned16, tid);
     load_row_stats<kBlockM>(p, seq, m0, at.head, smem.lse(stage), smem.row_d(stage), tid);
   };
-  BwdStep current{kv_head * f.group_size, first_m_block};  // the step being computed
+  BwdStep current{kv_head * f.group_size, blocks.first};  // the step being computed
   BwdStep next_load = current;                             // the next step whose tiles to load
   if (steps > 0) {
     issue_step_loads(next_load, 0);
-    next_load.advance(first_m_block, end_m_block);
+    next_load.advance(blocks);
   }
   cp_async_fence();  // one group: K, V and the first step
 
@@ -266,7 +203,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
       if (step > 0) {
         __syncthreads();  // the previous step's Q, dO, P, dS are no longer read
         issue_step_loads(next_load, 0);
-        next_load.advance(first_m_block, end_m_block);
+        next_load.advance(blocks);
         cp_async_fence();
       }
     }
@@ -275,12 +212,12 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
     if constexpr (kStages == 2) {
       if (step + 1 < steps) {
         issue_step_loads(next_load, stage ^ 1);
-        next_load.advance(first_m_block, end_m_block);
+        next_load.advance(blocks);
         cp_async_fence();
       }
     }
     const int head = current.head, m0 = current.m_block * kBlockM;
-    current.advance(first_m_block, end_m_block);
+    current.advance(blocks);
     const LogitRule rule(f, batch, head, seq.seqlen_q, seq.seqlen_k);
     const uint32_t batch_head = static_cast<uint32_t>(batch * f.h_q + head);
     Tensor sQ = smem.q(stage);

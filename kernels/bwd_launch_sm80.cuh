@@ -9,24 +9,12 @@
 #include <cuda_runtime.h>
 
 #include "bwd_kernel_sm80.cuh"
+#include "bwd_launch.cuh"
 #include "bwd_traits_sm80.cuh"
 #include "launch.h"
 
 namespace flashplus {
 namespace kernels {
-
-template <typename Kernel>
-cudaError_t launch_with_smem(Kernel kernel, int64_t grid, int threads, int smem_bytes, const BwdParams& params,
-                             cudaStream_t stream) {
-  if (grid == 0) return cudaSuccess;
-  if (grid > INT32_MAX) return cudaErrorInvalidConfiguration;
-  if (smem_bytes > 48 * 1024) {
-    const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
-    if (status != cudaSuccess) return status;
-  }
-  kernel<<<static_cast<unsigned>(grid), threads, smem_bytes, stream>>>(params);
-  return cudaGetLastError();
-}
 
 template <typename Element, int kHeadDim, bool kHasDropout>
 cudaError_t launch_bwd_sm80(const BwdParams& params, cudaStream_t stream) {

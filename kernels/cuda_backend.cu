@@ -109,7 +109,7 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
 bool is_specialised(const FwdVariant& v) {
   return v.path != kernels::KernelPath::kSm80 || v.decode_tile || v.kv_load != kernels::KvLoad::kAny;
 }
-bool is_specialised(const BwdVariant&) { return false; }
+bool is_specialised(const BwdVariant& v) { return v.path != kernels::KernelPath::kSm80; }
 
 // Smallest compiled head dim >= the request among general sm80 variants of the dtype and dropout flag.
 template <typename Variant, size_t N>
@@ -385,9 +385,78 @@ Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   return Status::ok();
 }
 
+// The forward a backward call recomputes: its inputs, sequences and logit rule.
+FwdProblem recomputed_forward(const BwdProblem& problem) {
+  FwdProblem forward;
+  forward.device = problem.device;
+  forward.h_q = problem.h_q;
+  forward.h_k = problem.h_k;
+  forward.head_dim = problem.head_dim;
+  forward.seqs = problem.seqs;
+  forward.q = problem.q;
+  forward.k = problem.k;
+  forward.v = problem.v;
+  forward.out = problem.out;
+  forward.lse = problem.lse;
+  forward.mods = problem.mods;
+  forward.dropout = problem.dropout;
+  return forward;
+}
+
+// The sm90 (wgmma) backward variant serving this call in place of the sm80 variant `base`, or
+// nullptr with the reason in why_not: compute capability 9.0, no dropout, the fused (not the
+// deterministic) mode, K/V with 16-byte rows (dense or varlen: the backward never reads paged
+// K/V), and the same compiled head dim as `base`.
+const BwdVariant* sm90_bwd_variant(const BwdProblem& p, const BwdVariant& base, std::string& why_not) {
+  int arch = 0;
+  if (!device_arch(p.device.index, arch).is_ok() || arch != 90) {
+    why_not = "the device is not compute capability 9.0";
+    return nullptr;
+  }
+  if (base.has_dropout) {
+    why_not = "dropout runs on the sm80 path";
+    return nullptr;
+  }
+  if (p.deterministic) {
+    why_not = "the deterministic backward runs on the sm80 path (two kernels, no atomics)";
+    return nullptr;
+  }
+  for (const BwdVariant& v : kBwdVariants) {
+    if (v.path != kernels::KernelPath::kSm90 || v.dtype != base.dtype || v.head_dim != base.head_dim) continue;
+    if (!kv_layout_fits(recomputed_forward(p), kernels::KvLoad::kStrided, v.head_dim,
+                        32 * kernels::bwd_tile_shape_sm90(v.head_dim).num_warps)) {
+      why_not = "K/V must be 16-byte aligned, with head_dim % 8 == 0";
+      return nullptr;
+    }
+    if (kernels::bwd_smem_bytes_sm90(v.head_dim, 2) > max_dynamic_smem(p.device.index)) {
+      why_not = std::string(v.name) + " needs more shared memory than the device allows";
+      return nullptr;
+    }
+    return &v;
+  }
+  why_not = std::string("this build has no sm90 backward variant for ") + dtype_tag(base.dtype) + " head dim " +
+            std::to_string(base.head_dim);
+  return nullptr;
+}
+
+// The sm80 variant for the dtype / head dim / dropout, swapped for the sm90 one where that path
+// serves the call (FLASHPLUS_KERNEL_PATH as for the forward).
 Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
-  return select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
-                        bwd_smem, variant);
+  PathChoice choice;
+  Status s = path_choice(choice);
+  if (!s.is_ok()) return s;
+  s = select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, bwd_smem,
+                     variant);
+  if (!s.is_ok() || choice == PathChoice::kSm80) return s;
+  std::string why_not;
+  if (const BwdVariant* sm90 = sm90_bwd_variant(p, *variant, why_not)) {
+    variant = sm90;
+    return Status::ok();
+  }
+  if (choice == PathChoice::kSm90)
+    return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
+                         "FLASHPLUS_KERNEL_PATH=sm90: the sm90 backward does not serve this call: " + why_not);
+  return Status::ok();
 }
 
 
@@ -635,19 +704,7 @@ Status bwd(const BwdProblem& problem) {
   DeviceGuard guard(problem.device.index);
   if (guard.status() != cudaSuccess) return device_error("cudaSetDevice", guard.status());
 
-  FwdProblem forward;
-  forward.device = problem.device;
-  forward.h_q = problem.h_q;
-  forward.h_k = problem.h_k;
-  forward.head_dim = problem.head_dim;
-  forward.seqs = problem.seqs;
-  forward.q = problem.q;
-  forward.k = problem.k;
-  forward.v = problem.v;
-  forward.out = problem.out;
-  forward.lse = problem.lse;
-  forward.mods = problem.mods;
-  forward.dropout = problem.dropout;
+  const FwdProblem forward = recomputed_forward(problem);
   const FwdVariant reference{variant->name,        variant->path, variant->dtype, variant->head_dim,
                              variant->has_dropout, false,         kernels::KvLoad::kAny, nullptr};
   BwdParams params;

@@ -98,6 +98,17 @@ struct WindowMask {
     lo = window_left >= 0 && window_left < center ? center - window_left : 0;
   }
 
+  // The queries [lo, hi) that see key j: visible(i, j) == (lo <= i && i < hi) for i >= 0. The
+  // backward's transposed tiles (keys as rows, sm90) test per key row what visible_keys tests per
+  // query row. In 64 bits: j - diagonal - window_right may leave the int range for huge windows.
+  __device__ __forceinline__ void visible_queries(int j, int& lo, int& hi) const {
+    const int64_t center = static_cast<int64_t>(j) - diagonal;  // the query on key j's diagonal
+    const int64_t first = window_right >= 0 ? center - window_right : 0;
+    const int64_t end = window_left >= 0 ? center + window_left + 1 : INT32_MAX;
+    lo = static_cast<int>(first < 0 ? 0 : first > INT32_MAX ? INT32_MAX : first);
+    hi = j < seqlen_k ? static_cast<int>(end < 0 ? 0 : end > INT32_MAX ? INT32_MAX : end) : 0;
+  }
+
   // True when every (i, j) of rows [m0, m1) x keys [n0, n1) is visible, so the tile needs no
   // per-element mask (the common interior tile).
   __device__ __forceinline__ bool all_visible(int m0, int m1, int n0, int n1) const {

@@ -107,6 +107,25 @@ constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size) {
          bwd_stages_sm80(head_dim) * 2 * 64 * 4;
 }
 
+// sm90 backward (wgmma, fused dQ only): one CTA per 128 keys, two warpgroups of 64 keys each, over
+// query tiles of 64 rows. The transposed products S^T = K Q^T and dP^T = V dO^T put a key's
+// values in one warpgroup's registers, so P^T and dS^T feed dV += P^T dO and dK += dS^T Q as
+// register A operands (no shared-memory round trip); only dS goes to shared memory, for dQ = dS K.
+// Registers at d = 128: dK, dV 64 each, S^T, dP^T 32 each, dQ 32 (d / 2 features per warpgroup).
+// Up to d = 128: at d = 256 dK and dV alone would take 256 registers.
+constexpr TileShape bwd_tile_shape_sm90(int /*head_dim*/) { return TileShape{64, 128, 8}; }
+
+constexpr int kBwdStagesSm90 = 2;
+
+// K, V (128 x d), kBwdStagesSm90 x (Q, dO) (64 x d), dS (128 x 64), kBwdStagesSm90 x (LSE, D)
+// rows. 145 KiB at d = 128.
+constexpr int bwd_smem_bytes_sm90(int head_dim, int element_size) {
+  return (2 * bwd_tile_shape_sm90(head_dim).block_n * head_dim +
+          2 * kBwdStagesSm90 * bwd_tile_shape_sm90(head_dim).block_m * head_dim +
+          bwd_tile_shape_sm90(head_dim).block_n * bwd_tile_shape_sm90(head_dim).block_m) * element_size +
+         kBwdStagesSm90 * 2 * bwd_tile_shape_sm90(head_dim).block_m * 4;
+}
+
 // Most partials one launch of the C ABI's combine (combine_kernel.cuh) reads; more are merged in
 // chunks.
 constexpr int kMaxSplits = 32;

@@ -9,9 +9,9 @@ Everything that depends on which variants exist is generated from here at CMake 
   variants.cmake                          source list and CUDA architectures for CMake
 
 Two kernel paths (PATHS): sm80 (mma.sync + cp.async, every GPU of compute capability >= 8.0, every
-feature) and sm90 (wgmma, forward only, compiled as sm_90a machine code for compute capability 9.0:
-no dropout, strided K/V, head dims that are multiples of 64; the dispatch in cuda_backend.cu sends
-it the calls it serves and the sm80 path the rest).
+feature) and sm90 (wgmma, compiled as sm_90a machine code for compute capability 9.0: forward and
+the fused-dQ backward, no dropout, strided K/V, head dims that are multiples of 64; the dispatch in
+cuda_backend.cu sends it the calls it serves and the sm80 path the rest).
 
 Template parameters are only what changes registers or shared memory: element type, head dim,
 dropout (the Philox words cost registers in the hot loop), and for the sm80 forward the tile shape
@@ -91,6 +91,15 @@ def variants(preset, direction="fwd"):
             for head_dim in config["head_dims"]:
                 if head_dim % 64 == 0 and fixed_column_loads(head_dim, SM90_FWD_THREADS) and head_dim >= 128:
                     add("sm90", dtype, head_dim, False, kv_load="strided", suffix=False)
+
+    if "sm90" in config["paths"] and direction == "bwd":
+        # The wgmma backward (bwd_kernel_sm90.cuh): fused dQ only, no dropout, d = 64 and 128 (the
+        # 128-byte swizzle needs rows of 64 elements; above d = 128 the dK and dV accumulators of
+        # a 64-key warpgroup would not fit its registers).
+        for dtype in config["dtypes"]:
+            for head_dim in config["head_dims"]:
+                if head_dim in (64, 128):
+                    add("sm90", dtype, head_dim, False)
 
     for path in ("sm80",):
         for dtype in config["dtypes"]:

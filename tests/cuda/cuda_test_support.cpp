@@ -120,7 +120,7 @@ bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, co
   return false;
 }
 
-bool sm90_forward_available(flashplus_dtype dtype, int head_dim) {
+bool sm90_variant_available(const char* direction, flashplus_dtype dtype, int head_dim) {
   int major = 0, minor = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) != cudaSuccess) {
@@ -131,16 +131,15 @@ bool sm90_forward_available(flashplus_dtype dtype, int head_dim) {
   // The sm90 variant must have the head dim of the sm80 variant that serves the request.
   const std::string json = flashplus_build_info_json();
   for (int d = head_dim; d <= 256; ++d) {
-    if (json.find(std::string("\"fwd_sm80_") + dtype_name(dtype) + "_hd" + std::to_string(d) + "\"") == std::string::npos)
-      continue;
-    return json.find(std::string("\"fwd_sm90_") + dtype_name(dtype) + "_hd" + std::to_string(d) + "\"") !=
-           std::string::npos;
+    const std::string suffix = std::string("_") + dtype_name(dtype) + "_hd" + std::to_string(d) + "\"";
+    if (json.find("\"" + std::string(direction) + "_sm80" + suffix) == std::string::npos) continue;
+    return json.find("\"" + std::string(direction) + "_sm90" + suffix) != std::string::npos;
   }
   return false;
 }
 
-std::vector<std::string> forward_paths(flashplus_dtype dtype, int head_dim) {
-  if (sm90_forward_available(dtype, head_dim)) return {"sm80", "sm90"};
+std::vector<std::string> kernel_paths(const char* direction, flashplus_dtype dtype, int head_dim) {
+  if (sm90_variant_available(direction, dtype, head_dim)) return {"sm80", "sm90"};
   return {"auto"};
 }
 

@@ -42,13 +42,14 @@ bool gpu_available(std::string* why);
 bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, const char* direction);
 
 // ---- kernel paths (FLASHPLUS_KERNEL_PATH, kernels/cuda_backend.cu) ----
-// True when device 0 has compute capability 9.0 and the build has the sm90 (wgmma) forward variant
-// for the compiled head dim that serves (dtype, head_dim): the dispatch may then run either path.
-bool sm90_forward_available(flashplus_dtype dtype, int head_dim);
+// True when device 0 has compute capability 9.0 and the build has the sm90 (wgmma) variant of
+// `direction` ("fwd" or "bwd") for the compiled head dim that serves (dtype, head_dim): the
+// dispatch may then run either path.
+bool sm90_variant_available(const char* direction, flashplus_dtype dtype, int head_dim);
 
-// The forward paths a case should run on this device: {"auto"} where only the sm80 path exists,
-// {"sm80", "sm90"} where the sm90 path may serve calls (both then get checked).
-std::vector<std::string> forward_paths(flashplus_dtype dtype, int head_dim);
+// The paths a case of `direction` should run on this device: {"auto"} where only the sm80 path
+// exists, {"sm80", "sm90"} where the sm90 path may serve calls (both then get checked).
+std::vector<std::string> kernel_paths(const char* direction, flashplus_dtype dtype, int head_dim);
 
 // Sets FLASHPLUS_KERNEL_PATH for its lifetime ("auto": unset), restoring the earlier value.
 class ScopedKernelPath {

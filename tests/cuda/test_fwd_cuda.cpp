@@ -364,6 +364,13 @@ bool sm90_should_serve(const HostCase& c) {
          tile_rows > 16;
 }
 
+// Whether the sm90 (wgmma) backward serves case c in its default (fused) mode
+// (cuda_backend.cu: sm90_bwd_variant): no dropout, K/V with 16-byte rows.
+bool sm90_bwd_should_serve(const HostCase& c) {
+  const FwdSpec& s = c.spec;
+  return s.dropout == 0.f && s.d % 8 == 0 && (s.d + s.head_stride_pad) % 8 == 0;
+}
+
 // The checks of one run's outputs against the oracle; `path` labels the messages.
 void check_result(const HostCase& c, const RunResult& gpu, const AttentionOutputs& exact,
                   const AttentionOutputs& naive, const RunResult& cpu, const std::string& path) {
@@ -472,7 +479,7 @@ void check_case(const FwdSpec& spec) {
     check_result(c, gpu, exact, naive, cpu, "cpu");
     return;
   }
-  for (const std::string& path : forward_paths(spec.dtype, spec.d)) {
+  for (const std::string& path : kernel_paths("fwd", spec.dtype, spec.d)) {
     const ScopedKernelPath scoped(path);
     const RunResult gpu = run_gpu(c);
     if (path == "sm90" && gpu.status == FLASHPLUS_STATUS_UNSUPPORTED) {
@@ -583,8 +590,10 @@ struct BwdRun {
   std::vector<float> softmax_d;
 };
 
-// Forward then backward, on the GPU or (on_cpu, the harness self-check) on the CPU backend.
-BwdRun run_backward(const HostCase& c, const std::vector<uint16_t>& dout_host, bool deterministic, bool on_cpu) {
+// Forward then backward, on the GPU or (on_cpu, the harness self-check) on the CPU backend. The
+// backward runs with FLASHPLUS_KERNEL_PATH=bwd_path ("auto": unset), the forward on the default.
+BwdRun run_backward(const HostCase& c, const std::vector<uint16_t>& dout_host, bool deterministic, bool on_cpu,
+                    const std::string& bwd_path = "auto") {
   const FwdSpec& s = c.spec;
   const flashplus_device_type device = on_cpu ? FLASHPLUS_DEVICE_CPU : FLASHPLUS_DEVICE_CUDA;
   const size_t stats = product(c.lse_sizes);
@@ -635,8 +644,11 @@ BwdRun run_backward(const HostCase& c, const std::vector<uint16_t>& dout_host, b
   a.philox_seed = f.philox_seed;
   a.philox_offset = f.philox_offset;
   a.deterministic = deterministic ? 1 : 0;
-  r.status = flashplus_bwd(&a);
-  r.error = flashplus_last_error();
+  {
+    const ScopedKernelPath scoped(bwd_path);
+    r.status = flashplus_bwd(&a);
+    r.error = flashplus_last_error();
+  }
   if (on_cpu) {
     r.dq = dq_h;
     r.dk = dk_h;
@@ -765,11 +777,21 @@ void check_backward(const FwdSpec& spec) {
   }
   const AttentionGrads exact = reference_backward_fp64(c.logical, dout);
   const AttentionGrads naive = reference_backward_same_precision(c.logical, dout, spec.dtype);
-  // Default mode (fused kernel, atomic fp32 dQ), then deterministic mode (two kernels, no atomics)
-  // twice: both within tolerance, and the deterministic one bit-identical across runs.
-  const BwdRun fused = run_backward(c, dout_physical, false, self_check);
-  ASSERT_EQ(fused.status, FLASHPLUS_STATUS_OK) << fused.error;
-  expect_gradients_close(c, fused, exact, naive, "default");
+  // Default mode (fused kernel, atomic fp32 dQ) on each kernel path, then deterministic mode (two
+  // kernels, no atomics, sm80 only) twice: all within tolerance, and the deterministic one
+  // bit-identical across runs.
+  for (const std::string& path : self_check ? std::vector<std::string>{"auto"} : kernel_paths("bwd", spec.dtype, spec.d)) {
+    SCOPED_TRACE("FLASHPLUS_KERNEL_PATH=" + path);
+    const BwdRun fused = run_backward(c, dout_physical, false, self_check, path);
+    if (path == "sm90" && fused.status == FLASHPLUS_STATUS_UNSUPPORTED) {
+      // The sm90 kernel does not serve every call; the ones it must serve may not be refused.
+      EXPECT_FALSE(sm90_bwd_should_serve(c)) << "the sm90 backward refused a call it serves: " << fused.error;
+      std::printf("[ path     ] %s: sm90 backward not taken (%s)\n", spec.name.c_str(), fused.error.c_str());
+      continue;
+    }
+    ASSERT_EQ(fused.status, FLASHPLUS_STATUS_OK) << fused.error;
+    expect_gradients_close(c, fused, exact, naive, path == "sm90" ? "default sm90" : "default");
+  }
   const BwdRun deterministic = run_backward(c, dout_physical, true, self_check);
   ASSERT_EQ(deterministic.status, FLASHPLUS_STATUS_OK) << deterministic.error;
   expect_gradients_close(c, deterministic, exact, naive, "deterministic");
@@ -796,6 +818,14 @@ std::vector<FwdSpec> bwd_specs() {
   { FwdSpec s{.name = "Fp16Hd256Dropout", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 1, .s_q = 70, .s_k = 130, .h_q = 4, .h_k = 2, .d = 256, .causal = true, .dropout = 0.1f}; add(s); }
   { FwdSpec s{.name = "Hd192Varlen", .h_q = 2, .h_k = 2, .d = 192, .lens_q = {50, 129}, .lens_k = {80, 129}}; add(s); }
   { FwdSpec s{.name = "Fp16Hd96Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 150, .d = 96, .softcap = 15.f, .input_scale = 2.0}; add(s); }
+  // Shapes for the sm90 backward's 128-key CTAs and transposed masks: key ranges that end inside a
+  // CTA, windows on both sides with GQA, varlen with ALiBi, a causal softcap over several tiles,
+  // and its d = 64 / fp16 variants (full preset).
+  { FwdSpec s{.name = "GqaWindowBothSides", .batch = 2, .s_q = 190, .s_k = 260, .h_q = 6, .h_k = 2, .window_left = 70, .window_right = 20}; add(s); }
+  { FwdSpec s{.name = "VarlenCausalGqaAlibi", .h_q = 4, .h_k = 2, .lens_q = {1, 128, 300, 17}, .lens_k = {1, 256, 300, 500}, .causal = true, .alibi = 1}; add(s); }
+  { FwdSpec s{.name = "Softcap30CausalLong", .s_q = 300, .s_k = 700, .causal = true, .softcap = 30.f, .input_scale = 3.0}; add(s); }
+  { FwdSpec s{.name = "Hd64CausalMqa", .batch = 2, .s_q = 257, .s_k = 257, .h_q = 4, .h_k = 1, .d = 64, .causal = true}; add(s); }
+  { FwdSpec s{.name = "Fp16Hd128VarlenWindow", .dtype = FLASHPLUS_DTYPE_FLOAT16, .h_q = 2, .h_k = 2, .lens_q = {129, 3, 200}, .lens_k = {300, 64, 129}, .window_left = 50}; add(s); }
   return specs;
 }
 
@@ -846,7 +876,7 @@ TEST(CudaFwdTiming, DISABLED_Report) {
         a.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
         a.is_causal = causal;
         a.num_splits = 1;
-        for (const std::string& path : forward_paths(dtype, d)) {
+        for (const std::string& path : kernel_paths("fwd", dtype, d)) {
           const ScopedKernelPath scoped(path);
           for (int warm = 0; warm < 3; ++warm) ASSERT_EQ(flashplus_fwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
           cudaEvent_t start, stop;
@@ -878,7 +908,7 @@ TEST(CudaBwdTiming, DISABLED_Report) {
   FPCUDA_SKIP_WITHOUT_GPU();
   for (int d : {64, 128}) {
     for (bool causal : {false, true}) {
-      const int seqlen = 2048;
+     for (int seqlen : {2048, 8192}) {
       const flashplus_dtype dtype = FLASHPLUS_DTYPE_BFLOAT16;
       if (!cuda_variant_compiled(dtype, d, false, "bwd")) continue;
       const int batch = 16384 / seqlen, heads = 2048 / d;
@@ -914,24 +944,28 @@ TEST(CudaBwdTiming, DISABLED_Report) {
       a.softmax_d = tensor(dsum.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
       a.softmax_scale = f.softmax_scale;
       a.is_causal = causal;
-      for (int warm = 0; warm < 2; ++warm) ASSERT_EQ(flashplus_bwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-      cudaEvent_t start, stop;
-      cudaEventCreate(&start);
-      cudaEventCreate(&stop);
-      std::vector<float> ms(7);
-      for (float& t : ms) {
-        cudaEventRecord(start);
-        flashplus_bwd(&a);
-        cudaEventRecord(stop);
-        cudaEventSynchronize(stop);
-        cudaEventElapsedTime(&t, start, stop);
+      for (const std::string& path : kernel_paths("bwd", dtype, d)) {
+        const ScopedKernelPath scoped(path);
+        for (int warm = 0; warm < 2; ++warm) ASSERT_EQ(flashplus_bwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+        cudaEvent_t start, stop;
+        cudaEventCreate(&start);
+        cudaEventCreate(&stop);
+        std::vector<float> ms(7);
+        for (float& t : ms) {
+          cudaEventRecord(start);
+          flashplus_bwd(&a);
+          cudaEventRecord(stop);
+          cudaEventSynchronize(stop);
+          cudaEventElapsedTime(&t, start, stop);
+        }
+        std::sort(ms.begin(), ms.end());
+        const double flops = 2.5 * 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
+        std::printf("[ timing   ] bwd bf16 path=%s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", path.c_str(), d,
+                    seqlen, batch, heads, causal ? "causal" : "full", ms[3], flops / (ms[3] * 1e-3) / 1e12);
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
       }
-      std::sort(ms.begin(), ms.end());
-      const double flops = 2.5 * 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
-      std::printf("[ timing   ] bwd bf16 d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", d, seqlen, batch, heads,
-                  causal ? "causal" : "full", ms[3], flops / (ms[3] * 1e-3) / 1e12);
-      cudaEventDestroy(start);
-      cudaEventDestroy(stop);
+     }
     }
   }
 }

@@ -1,0 +1,94 @@
+// bwd_traits_sm90.cuh — compile-time shape of the sm90 (wgmma) backward: tiles, the four wgmma
+// kinds, shared-memory layouts.
+//
+// One CTA owns 128 keys of one K/V head; its two warpgroups own 64 keys each. Per query tile of
+// 64 rows:
+//   S^T  = K Q^T     (128 x 64)  A = K, B = Q: both K-major in shared memory
+//   dP^T = V dO^T    (128 x 64)  A = V, B = dO
+//   dV  += P^T dO    (128 x d)   A = P^T from registers (S^T's accumulator, converted), B = dO
+//                                read through a transposed view (MN-major)
+//   dK  += dS^T Q    (128 x d)   A = dS^T from registers, B = Q transposed (MN-major)
+//   dQ   = dS K      (64 x d)    A = dS (dS^T stored with queries contiguous, read MN-major),
+//                                B = K transposed (MN-major); the warpgroups split the features
+// Computing the transposed products makes every key's values live in one thread quad, as rows,
+// so P^T and dS^T need no transpose to become the A operands of dV and dK.
+//
+// Every tile is K-major with the 128-byte swizzle (GMMA::Layout_K_SW128_Atom: rows of 64
+// elements), which the sm80 row loaders (16-byte cp.async) fill unchanged; the MN-major operands
+// are views of the same bytes with coordinates swapped.
+#pragma once
+
+#include <cute/arch/mma_sm90.hpp>
+#include <cute/atom/mma_traits_sm90_gmma.hpp>
+#include <cute/tensor.hpp>
+
+#include "tile_shape.h"
+
+namespace flashplus {
+namespace kernels {
+
+template <typename Element_, int kHeadDim_>
+struct BwdTraitsSm90 {
+  using Element = Element_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr TileShape kShape = bwd_tile_shape_sm90(kHeadDim);
+  static constexpr int kBlockM = kShape.block_m;  // query rows per step
+  static constexpr int kBlockN = kShape.block_n;  // keys per CTA
+  static constexpr int kNWarps = kShape.num_warps;
+  static constexpr int kNThreads = kNWarps * 32;
+  static constexpr int kStages = kBwdStagesSm90;
+  static_assert(kHeadDim % 64 == 0 && kHeadDim <= 128, "rows of 64-element swizzle atoms; dK + dV registers");
+  static_assert(kBlockN == 64 * (kNWarps / 4) && kBlockM == 64, "one warpgroup per 64 keys, one 64-wide swizzle row of dS");
+
+  using Major = cute::GMMA::Major;
+  using KeysOnWarpgroups = cute::Layout<cute::Shape<cute::Int<kNWarps / 4>, cute::_1, cute::_1>>;
+  using FeaturesOnWarpgroups = cute::Layout<cute::Shape<cute::_1, cute::Int<kNWarps / 4>, cute::_1>>;
+  // S^T and dP^T: (kBlockN, kBlockM), k = head dim.
+  using TiledMmaSdP = decltype(cute::make_tiled_mma(
+      cute::GMMA::ss_op_selector<Element, Element, float, cute::Shape<cute::_64, cute::Int<kBlockM>, cute::Int<kHeadDim>>>(),
+      KeysOnWarpgroups{}));
+  // dV and dK: (kBlockN, kHeadDim), k = query rows.
+  using TiledMmaKV = decltype(cute::make_tiled_mma(
+      cute::GMMA::rs_op_selector<Element, Element, float, cute::Shape<cute::_64, cute::Int<kHeadDim>, cute::Int<kBlockM>>,
+                                 Major::K, Major::MN>(),
+      KeysOnWarpgroups{}));
+  // dQ: (kBlockM, kHeadDim), k = keys; each warpgroup kHeadDim / 2 features.
+  static constexpr int kDqFeaturesPerWarpgroup = kHeadDim / (kNWarps / 4);
+  using TiledMmaDq = decltype(cute::make_tiled_mma(
+      cute::GMMA::ss_op_selector<Element, Element, float,
+                                 cute::Shape<cute::_64, cute::Int<kDqFeaturesPerWarpgroup>, cute::Int<kBlockN>>, Major::MN,
+                                 Major::MN>(),
+      FeaturesOnWarpgroups{}));
+
+  using SmemLayoutAtom = cute::GMMA::Layout_K_SW128_Atom<Element>;
+  // K and V: (kBlockN, kHeadDim); K^T (kHeadDim, kBlockN) for dQ.
+  using SmemLayoutKV = decltype(cute::tile_to_shape(SmemLayoutAtom{}, cute::Shape<cute::Int<kBlockN>, cute::Int<kHeadDim>>{}));
+  using SmemLayoutKt = decltype(cute::composition(
+      SmemLayoutKV{}, cute::make_layout(cute::Shape<cute::Int<kHeadDim>, cute::Int<kBlockN>>{},
+                                        cute::Stride<cute::Int<kBlockN>, cute::_1>{})));
+  // Q and dO: (kBlockM, kHeadDim, stage); transposed (kHeadDim, kBlockM, stage) for dK and dV.
+  using SmemLayoutQ = decltype(cute::tile_to_shape(
+      SmemLayoutAtom{}, cute::Shape<cute::Int<kBlockM>, cute::Int<kHeadDim>, cute::Int<kStages>>{}));
+  using SmemLayoutQt = decltype(cute::composition(
+      SmemLayoutQ{}, cute::make_layout(cute::Shape<cute::Int<kHeadDim>, cute::Int<kBlockM>, cute::Int<kStages>>{},
+                                       cute::Stride<cute::Int<kBlockM>, cute::_1, cute::Int<kBlockM * kHeadDim>>{})));
+  // dS^T as (kBlockN, kBlockM), queries contiguous (each thread's (c, c + 1) pair is one 32-bit
+  // store); dS (kBlockM, kBlockN) is the transposed view, the MN-major A of dQ.
+  using SmemLayoutDsT = decltype(cute::tile_to_shape(SmemLayoutAtom{}, cute::Shape<cute::Int<kBlockN>, cute::Int<kBlockM>>{}));
+  using SmemLayoutDs = decltype(cute::composition(
+      SmemLayoutDsT{}, cute::make_layout(cute::Shape<cute::Int<kBlockM>, cute::Int<kBlockN>>{},
+                                         cute::Stride<cute::Int<kBlockN>, cute::_1>{})));
+
+  static constexpr int kSmemKVElems = kBlockN * kHeadDim;
+  static constexpr int kSmemQElems = kStages * kBlockM * kHeadDim;
+  static constexpr int kSmemDsElems = kBlockN * kBlockM;
+  static constexpr int kSmemBytes = (2 * kSmemKVElems + 2 * kSmemQElems + kSmemDsElems) * int(sizeof(Element)) +
+                                    kStages * 2 * kBlockM * 4;
+  static_assert(kSmemBytes == bwd_smem_bytes_sm90(kHeadDim, int(sizeof(Element))), "host and device agree");
+  // The 128-byte swizzle is a function of address bits 4..9: every tile must start 1024-byte aligned.
+  static_assert((kSmemKVElems * sizeof(Element)) % 1024 == 0 && (kSmemQElems * sizeof(Element)) % 1024 == 0 &&
+                (kSmemDsElems * sizeof(Element)) % 1024 == 0);
+};
+
+}  // namespace kernels
+}  // namespace flashplus
