@@ -13,9 +13,9 @@
 //
 // Per step (query tile), five products (bwd_traits_sm90.cuh) in an order that keeps the tensor
 // cores busy during the elementwise work:
-//   issue S^T, dP^T | wait S^T, P^T = exp(..)  (dP^T runs) | issue dV += P^T dO |
-//   wait dP^T, dS^T = P^T (dP^T - D)  (dV runs) | issue dK += dS^T Q | dS^T -> shared memory,
-//   barrier | issue dQ = dS K | wait all, dQ atomics.
+//   issue S^T, dP^T | wait S^T, P^T = exp(..)  (dP^T runs) |
+//   issue dV += P^T dO | wait dP^T, dS^T = P^T (dP^T - D)  (dV runs) | dS^T -> shared memory,
+//   barrier | issue dQ = dS K, issue dK += dS^T Q | wait dQ, dQ atomics (dK runs) | wait dK.
 // Q, dO and their row statistics are double-buffered: the next step's copies start right after
 // the barrier that opens a step.
 #pragma once
@@ -50,6 +50,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
   constexpr int kNThreads = Traits::kNThreads;
+  static_assert(Traits::kStages == 2, "the loop's buffer reuse assumes two Q / dO stages");
   const FwdParams& f = p.fwd;
 
   // Key-tile-major within a head: the CTAs of the first keys, which causal masking gives the most
@@ -188,16 +189,20 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
     score_gradients_transposed<kSoftcap>(s_rc, dp_rc, dtanh_rc, coords_rc, row_d);
     Tensor rdS = make_tensor<Element>(partition_shape_A(mma_kv, Shape<Int<kBlockN>, Int<kBlockM>>{}));
     convert_to_a_operand<Element>(acc_dp, rdS);
-    wgmma_issue</*kZeroInit=*/false>(mma_kv, rdS, tDKrQt(_, _, _, stage), acc_dk);  // dK += dS^T Q
     store_accumulator<Element>(acc_dp, tDsTsDsT);
     make_tile_visible_to_wgmma();
     __syncthreads();  // dS^T of both warpgroups is in shared memory
 
+    // dQ before dK: wgmma groups complete in order, so the dQ atomics below run while dK does.
     Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
-    wgmma_issue</*kZeroInit=*/true>(mma_dq, tDQrDs, tDQrKt, acc_dq);  // dQ = dS K
-    wgmma_wait<0>(acc_dv, rP, acc_dk, rdS, acc_dq);
+    wgmma_issue</*kZeroInit=*/true>(mma_dq, tDQrDs, tDQrKt, acc_dq);                 // dQ = dS K
+    wgmma_issue</*kZeroInit=*/false>(mma_kv, rdS, tDKrQt(_, _, _, stage), acc_dk);  // dK += dS^T Q
+    wgmma_wait<1>(acc_dv, rP, acc_dq);
     atomic_add_fragment(p.dq_accum + dq_accum_offset(p, seq, batch, m0, head),
                         static_cast<int64_t>(f.h_q) * p.dq_accum_head_dim, acc_dq, coords_dq);
+    // dK's wait closes the step: a wgmma group left in flight across the loop's back edge made
+    // ptxas serialise every wgmma of the kernel (warning C7515), wherever the wait was placed.
+    wgmma_wait<0>(acc_dk, rdS);
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees
