@@ -26,12 +26,12 @@ struct BwdParams {
   int dq_accum_head_dim = 0;
 };
 
-// Rows of dq_accum. The last query tile of a sequence adds up to 63 rows past its end (all zeros),
-// so every sequence owns whole tiles of rows and those atomics need no bounds test: dense
-// sequences get max_seqlen_q rounded up to kDqAccumPadRows rows each (no padding at all when it
-// divides, as in FA2's buffer), varlen ones kDqAccumPadRows extra rows each (their lengths are
-// not known on the host).
-constexpr int kDqAccumPadRows = 64;
+// Rows of dq_accum. The last query tile of a sequence adds up to block_m - 1 rows past its end
+// (all zeros; block_m is 64 on sm80, up to 128 on sm90, tile_shape.h), so every sequence owns
+// whole tiles of rows and those atomics need no bounds test: dense sequences get max_seqlen_q
+// rounded up to kDqAccumPadRows rows each (no padding at all when it divides, as in FA2's
+// buffer), varlen ones kDqAccumPadRows extra rows each (their lengths are not known on the host).
+constexpr int kDqAccumPadRows = 128;
 constexpr int64_t dq_accum_dense_rows(int max_seqlen_q) {
   return (static_cast<int64_t>(max_seqlen_q) + kDqAccumPadRows - 1) / kDqAccumPadRows * kDqAccumPadRows;
 }

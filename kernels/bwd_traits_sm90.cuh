@@ -2,13 +2,13 @@
 // kinds, shared-memory layouts.
 //
 // One CTA owns 128 keys of one K/V head; its two warpgroups own 64 keys each. Per query tile of
-// 64 rows:
-//   S^T  = K Q^T     (128 x 64)  A = K, B = Q: both K-major in shared memory
-//   dP^T = V dO^T    (128 x 64)  A = V, B = dO
+// m = 64 rows (128 at d = 64, tile_shape.h):
+//   S^T  = K Q^T     (128 x m)   A = K, B = Q: both K-major in shared memory
+//   dP^T = V dO^T    (128 x m)   A = V, B = dO
 //   dV  += P^T dO    (128 x d)   A = P^T from registers (S^T's accumulator, converted), B = dO
 //                                read through a transposed view (MN-major)
 //   dK  += dS^T Q    (128 x d)   A = dS^T from registers, B = Q transposed (MN-major)
-//   dQ   = dS K      (64 x d)    A = dS (dS^T stored with queries contiguous, read MN-major),
+//   dQ   = dS K      (m x d)     A = dS (dS^T stored with queries contiguous, read MN-major),
 //                                B = K transposed (MN-major); the warpgroups split the features
 // Computing the transposed products makes every key's values live in one thread quad, as rows,
 // so P^T and dS^T need no transpose to become the A operands of dV and dK.
@@ -38,7 +38,7 @@ struct BwdTraitsSm90 {
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kStages = kBwdStagesSm90;
   static_assert(kHeadDim % 64 == 0 && kHeadDim <= 128, "rows of 64-element swizzle atoms; dK + dV registers");
-  static_assert(kBlockN == 64 * (kNWarps / 4) && kBlockM == 64, "one warpgroup per 64 keys, one 64-wide swizzle row of dS");
+  static_assert(kBlockN == 64 * (kNWarps / 4) && kBlockM % 64 == 0, "one warpgroup per 64 keys; whole swizzle rows of dS");
 
   using Major = cute::GMMA::Major;
   using KeysOnWarpgroups = cute::Layout<cute::Shape<cute::Int<kNWarps / 4>, cute::_1, cute::_1>>;
