@@ -290,10 +290,10 @@ const FwdVariant* fitting_sibling(const FwdProblem& p, const FwdVariant& base, b
   return general;
 }
 
-// FLASHPLUS_KERNEL_PATH: unset or "auto" runs each forward on the fastest path that serves it;
-// "sm80" keeps every call on the sm80 kernels (A/B timing, testing that path on Hopper); "sm90"
-// makes a forward the sm90 path cannot serve UNSUPPORTED with the reason (tests that must run the
-// wgmma kernel). Read per call (a getenv costs well under a microsecond), so a process may switch.
+// FLASHPLUS_KERNEL_PATH: unset or "auto" runs each forward and backward on the fastest path that
+// serves it; "sm80" keeps every call on the sm80 kernels (A/B timing, testing that path on
+// Hopper); "sm90" makes a forward or backward the sm90 path cannot serve UNSUPPORTED with the
+// reason (tests that must run the wgmma kernels). Read per call (a getenv costs well under a microsecond), so a process may switch.
 enum class PathChoice { kAuto, kSm80, kSm90 };
 
 Status path_choice(PathChoice& choice) {
