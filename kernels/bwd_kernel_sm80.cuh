@@ -12,10 +12,10 @@
 //   queries see and accumulates dQ in registers. No atomics anywhere: bit-identical across runs,
 //   at the price of recomputing S and dP (7 tile GEMMs instead of 5).
 //
-// Loads are double-buffered up to d = 128: while a tile computes, the next Q / dO tile (dK/dV
-// kernel) or K / V tile (dQ kernel) and its row statistics stream into the other buffer. Above
-// d = 128 a second buffer would not fit next to the first in the opt-in shared memory of most
-// parts, so those variants load, wait and compute in turn (Traits::kStages == 1).
+// Loads are double-buffered (Traits::kStages == 2): while a tile computes, the next Q / dO tile
+// (dK/dV kernel) or K / V tile (dQ kernel) and its row statistics stream into the other buffer.
+// At d = 256 two buffers fit only Hopper-sized shared memory, so that head dim also has a
+// one-buffer variant, which loads, waits and computes in turn (tile_shape.h, variants.py).
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -176,18 +176,11 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm80(const BwdParams& p, char* sme
   const QueryBlocks blocks = query_blocks_seeing_keys<kBlockM>(f, seq, cta_n0, cta_n0 + kGroups * kBlockN);
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
   const int steps = (blocks.end - blocks.first) * f.group_size;
-  const Element* q_data = static_cast<const Element*>(f.q.data);
-  const Element* dout_data = static_cast<const Element*>(p.dout.data);
   auto issue_step_loads = [&](const BwdStep& at, int stage) {
-    const int m0 = at.m_block * kBlockM;
     Tensor sQ = smem.q(stage);
     Tensor sdO = smem.dout(stage);
-    load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ, q_data + seq.query_offset(f.q, m0, at.head), f.q.row_stride,
-                                                    seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
-    load_strided_rows<kBlockM, kHeadDim, kNThreads>(sdO, dout_data + seq.query_offset(p.dout, m0, at.head),
-                                                    p.dout.row_stride, seq.seqlen_q - m0, f.head_dim,
-                                                    p.dout.aligned16, tid);
-    load_row_stats<kBlockM>(p, seq, m0, at.head, smem.lse(stage), smem.row_d(stage), tid);
+    load_step_inputs<kBlockM, kHeadDim, kNThreads, Element>(p, seq, at, sQ, sdO, smem.lse(stage), smem.row_d(stage),
+                                                            tid);
   };
   BwdStep current{kv_head * f.group_size, blocks.first};  // the step being computed
   BwdStep next_load = current;                             // the next step whose tiles to load

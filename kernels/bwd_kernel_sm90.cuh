@@ -117,19 +117,12 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
   const QueryBlocks blocks = query_blocks_seeing_keys<kBlockM>(f, seq, n0, n0 + kBlockN);
   const WindowMask mask(f, seq.seqlen_q, seq.seqlen_k);
   const int steps = (blocks.end - blocks.first) * f.group_size;
-  const Element* q_data = static_cast<const Element*>(f.q.data);
-  const Element* dout_data = static_cast<const Element*>(p.dout.data);
   auto issue_step_loads = [&](const BwdStep& at, int stage) {
-    const int m0 = at.m_block * kBlockM;
     Tensor sQ_stage = sQ(_, _, stage);
     Tensor sdO_stage = sdO(_, _, stage);
-    load_strided_rows<kBlockM, kHeadDim, kNThreads>(sQ_stage, q_data + seq.query_offset(f.q, m0, at.head),
-                                                    f.q.row_stride, seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
-    load_strided_rows<kBlockM, kHeadDim, kNThreads>(sdO_stage, dout_data + seq.query_offset(p.dout, m0, at.head),
-                                                    p.dout.row_stride, seq.seqlen_q - m0, f.head_dim,
-                                                    p.dout.aligned16, tid);
     float* stats = smem_stats + 2 * stage * kBlockM;
-    load_row_stats<kBlockM>(p, seq, m0, at.head, stats, stats + kBlockM, tid);
+    load_step_inputs<kBlockM, kHeadDim, kNThreads, Element>(p, seq, at, sQ_stage, sdO_stage, stats, stats + kBlockM,
+                                                            tid);
   };
   BwdStep current{kv_head * f.group_size, blocks.first};  // the step being computed
   BwdStep next_load = current;                             // the next step whose tiles to load

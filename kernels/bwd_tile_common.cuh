@@ -1,6 +1,6 @@
 // bwd_tile_common.cuh — what the dK/dV kernels of both paths (sm80 mma.sync, sm90 wgmma) share:
-// which query tiles a CTA of keys visits and in which order, the per-row statistics (LSE, D)
-// loads, and the fused mode's dQ atomics. Everything here is independent of the MMA flavour.
+// which query tiles a CTA of keys visits and in which order, each step's Q / dO / LSE / D loads,
+// and the fused mode's dQ atomics. Everything here is independent of the MMA flavour.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 
 #include "bwd_params.h"
 #include "seqlen_info.cuh"
+#include "tile_io_sm80.cuh"
 
 namespace flashplus {
 namespace kernels {
@@ -92,6 +93,24 @@ struct BwdStep {
     }
   }
 };
+
+// Starts the copies of one step's query-side inputs (part of the caller's cp.async group): rows
+// [m0, m0 + kBlockM) of Q and dO for query head at.head (rows past the sequence zero-filled) and
+// their LSE and D.
+template <int kBlockM, int kHeadDim, int kNThreads, typename Element, typename SmemTileQ, typename SmemTileDO>
+__device__ __forceinline__ void load_step_inputs(const BwdParams& p, const SeqlenInfo& seq, const BwdStep& at,
+                                                 SmemTileQ& sQ, SmemTileDO& sdO, float* row_lse, float* row_d,
+                                                 int tid) {
+  const FwdParams& f = p.fwd;
+  const int m0 = at.m_block * kBlockM;
+  load_strided_rows<kBlockM, kHeadDim, kNThreads>(
+      sQ, static_cast<const Element*>(f.q.data) + seq.query_offset(f.q, m0, at.head), f.q.row_stride,
+      seq.seqlen_q - m0, f.head_dim, f.q.aligned16, tid);
+  load_strided_rows<kBlockM, kHeadDim, kNThreads>(
+      sdO, static_cast<const Element*>(p.dout.data) + seq.query_offset(p.dout, m0, at.head), p.dout.row_stride,
+      seq.seqlen_q - m0, f.head_dim, p.dout.aligned16, tid);
+  load_row_stats<kBlockM>(p, seq, m0, at.head, row_lse, row_d, tid);
+}
 
 }  // namespace kernels
 }  // namespace flashplus

@@ -10,6 +10,8 @@
 // message naming the missing variant and what the build has.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -109,7 +111,7 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
 bool is_specialised(const FwdVariant& v) {
   return v.path != kernels::KernelPath::kSm80 || v.decode_tile || v.kv_load != kernels::KvLoad::kAny;
 }
-bool is_specialised(const BwdVariant& v) { return v.path != kernels::KernelPath::kSm80; }
+bool is_specialised(const BwdVariant& v) { return v.path != kernels::KernelPath::kSm80 || v.large_smem; }
 
 // Smallest compiled head dim >= the request among general sm80 variants of the dtype and dropout flag.
 template <typename Variant, size_t N>
@@ -187,9 +189,30 @@ int multiprocessor_count(int device_index) {
   return device_info(device_index, info).is_ok() ? info.multiprocessors : 1;
 }
 
+// FLASHPLUS_SMEM_LIMIT (bytes) caps the shared memory a block may opt in to, as the dispatch sees
+// it: variants are then chosen as on a smaller part (166912: an A100), so that tests on a Hopper
+// also cover what an A100 runs. Unset or empty: the device's own limit.
+Status smem_limit(int& limit) {
+  limit = INT_MAX;
+  const char* value = std::getenv("FLASHPLUS_SMEM_LIMIT");
+  if (!value || !*value) return Status::ok();
+  char* end = nullptr;
+  errno = 0;
+  const long bytes = std::strtol(value, &end, 10);
+  if (errno != 0 || *end != '\0' || bytes < 48 * 1024 || bytes > INT_MAX)
+    return Status::error(FLASHPLUS_STATUS_INVALID_ARGUMENT,
+                         std::string("environment variable FLASHPLUS_SMEM_LIMIT must be a byte count >= 49152, got '") +
+                             value + "'");
+  limit = static_cast<int>(bytes);
+  return Status::ok();
+}
+
 int max_dynamic_smem(int device_index) {
   DeviceInfo info;
-  return device_info(device_index, info).is_ok() ? info.max_dynamic_smem : 48 * 1024;
+  const int device_limit = device_info(device_index, info).is_ok() ? info.max_dynamic_smem : 48 * 1024;
+  int cap = INT_MAX;
+  if (!smem_limit(cap).is_ok()) cap = INT_MAX;  // select_variant reports the bad value
+  return std::min(device_limit, cap);
 }
 
 int smem_per_sm(int device_index) {
@@ -200,14 +223,16 @@ int smem_per_sm(int device_index) {
 // Common checks of a forward or backward request; finds its variant in `table`.
 template <typename Variant, size_t N>
 Status select_variant(const char* direction, const Variant (&table)[N], flashplus_dtype dtype, int head_dim,
-                      bool dropout, int device_index, int (*smem_bytes)(int head_dim, int element_size),
-                      const Variant*& variant) {
+                      bool dropout, int device_index, const Variant*& variant) {
   if (dtype != FLASHPLUS_DTYPE_FLOAT16 && dtype != FLASHPLUS_DTYPE_BFLOAT16)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, std::string("CUDA ") + direction +
                                                            " supports fp16 and bf16 inputs, got " + dtype_tag(dtype) +
                                                            " (the CPU backend computes fp32)");
   int arch = 0;
   Status s = device_arch(device_index, arch);
+  if (!s.is_ok()) return s;
+  int unused_limit = 0;
+  s = smem_limit(unused_limit);
   if (!s.is_ok()) return s;
   if (arch < 80)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
@@ -223,7 +248,7 @@ Status select_variant(const char* direction, const Variant (&table)[N], flashplu
        << "; FLASHPLUS_PRESET=full compiles head dims 64..256, fp16 and bf16)";
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, os.str());
   }
-  const int needed = smem_bytes(variant->head_dim, 2);
+  const int needed = variant->smem_bytes(2);
   const int available = max_dynamic_smem(device_index);
   if (needed > available)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
@@ -232,9 +257,6 @@ Status select_variant(const char* direction, const Variant (&table)[N], flashplu
                              " allows " + std::to_string(available));
   return Status::ok();
 }
-
-int fwd_smem(int head_dim, int element_size) { return kernels::fwd_smem_bytes_sm80(head_dim, element_size); }
-int bwd_smem(int head_dim, int element_size) { return kernels::bwd_smem_bytes_sm80(head_dim, element_size); }
 
 // Packed GQA (query_rows.cuh) for short queries: a decode step with G query heads per K/V head
 // then reads each K/V tile once per group instead of once per query head. Not with ALiBi or
@@ -312,40 +334,60 @@ Status path_choice(PathChoice& choice) {
   return Status::ok();
 }
 
-// The sm90 (wgmma) forward variant serving this call in place of the sm80 variant `base`, or
-// nullptr with the reason in why_not. It covers the training and prefill shapes: compute
-// capability 9.0, no dropout, more than 16 tile rows (shorter calls run the one-warp decode tile),
-// K/V rows a fixed stride apart with 16-byte rows, and the same compiled head dim as `base` (so a
-// head dim never pays more padding on sm90 than on sm80).
-const FwdVariant* sm90_variant(const FwdProblem& p, const FwdVariant& base, std::string& why_not) {
+// K/V layouts a variant's loader reads: the forward's is a variant policy; the backward reads K/V
+// rows a fixed stride apart (dense or varlen, never paged).
+kernels::KvLoad kv_load_of(const FwdVariant& v) { return v.kv_load; }
+kernels::KvLoad kv_load_of(const BwdVariant&) { return kernels::KvLoad::kStrided; }
+
+// Whether the sm90 path may serve a call at all: compute capability 9.0 and no dropout (the sm90
+// kernels have no Philox mask). Shared by the forward and the backward.
+bool sm90_path_may_serve(int device_index, bool dropout, std::string& why_not) {
   int arch = 0;
-  if (!device_arch(p.device.index, arch).is_ok() || arch != 90) {
+  if (!device_arch(device_index, arch).is_ok() || arch != 90) {
     why_not = "the device is not compute capability 9.0";
-    return nullptr;
+    return false;
   }
-  if (base.has_dropout) {
+  if (dropout) {
     why_not = "dropout runs on the sm80 path";
-    return nullptr;
+    return false;
   }
-  if (tile_rows(p) <= kernels::fwd_tile_shape_sm80(base.head_dim, true).block_m) {
-    why_not = "calls with at most 16 tile rows run the sm80 decode tile";
-    return nullptr;
-  }
-  for (const FwdVariant& v : kFwdVariants) {
+  return true;
+}
+
+// The sm90 twin of the sm80 variant `base` in `table`: same dtype and the same compiled head dim
+// (so a head dim never pays more padding on sm90 than on sm80), if the call's K/V layout suits
+// its loader and the device's shared memory holds it; else nullptr with the reason in why_not.
+template <typename Variant, size_t N>
+const Variant* sm90_twin(const Variant (&table)[N], const Variant& base, const FwdProblem& forward,
+                         const char* kv_rule, int device_index, std::string& why_not) {
+  for (const Variant& v : table) {
     if (v.path != kernels::KernelPath::kSm90 || v.dtype != base.dtype || v.head_dim != base.head_dim) continue;
-    if (!kv_layout_fits(p, v.kv_load, v.head_dim, 32 * v.tile().num_warps)) {
-      why_not = "K/V must be dense or varlen (not paged), 16-byte aligned, with head_dim % 8 == 0";
+    if (!kv_layout_fits(forward, kv_load_of(v), v.head_dim, 32 * v.tile().num_warps)) {
+      why_not = kv_rule;
       return nullptr;
     }
-    if (v.smem_bytes(2) > max_dynamic_smem(p.device.index)) {
+    if (v.smem_bytes(2) > max_dynamic_smem(device_index)) {
       why_not = std::string(v.name) + " needs more shared memory than the device allows";
       return nullptr;
     }
     return &v;
   }
-  why_not = std::string("this build has no sm90 variant for ") + dtype_tag(base.dtype) + " head dim " +
-            std::to_string(base.head_dim);
+  why_not = std::string("this build has no sm90 twin of ") + base.name;
   return nullptr;
+}
+
+// The sm90 (wgmma) forward variant serving this call in place of the sm80 variant `base`, or
+// nullptr with the reason in why_not. It covers the training and prefill shapes: no dropout, more
+// than 16 tile rows (shorter calls run the one-warp decode tile), K/V rows a fixed stride apart
+// with 16-byte rows.
+const FwdVariant* sm90_variant(const FwdProblem& p, const FwdVariant& base, std::string& why_not) {
+  if (!sm90_path_may_serve(p.device.index, base.has_dropout, why_not)) return nullptr;
+  if (tile_rows(p) <= kernels::fwd_tile_shape_sm80(base.head_dim, true).block_m) {
+    why_not = "calls with at most 16 tile rows run the sm80 decode tile";
+    return nullptr;
+  }
+  return sm90_twin(kFwdVariants, base, p, "K/V must be dense or varlen (not paged), 16-byte aligned, with head_dim % 8 == 0",
+                   p.device.index, why_not);
 }
 
 // The general big-tile sm80 variant for the dtype / head dim / dropout, swapped for the sm90
@@ -357,7 +399,7 @@ Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   PathChoice choice;
   Status s = path_choice(choice);
   if (!s.is_ok()) return s;
-  s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, fwd_smem,
+  s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
                      variant);
   if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
@@ -404,50 +446,41 @@ FwdProblem recomputed_forward(const BwdProblem& problem) {
 }
 
 // The sm90 (wgmma) backward variant serving this call in place of the sm80 variant `base`, or
-// nullptr with the reason in why_not: compute capability 9.0, no dropout, the fused (not the
-// deterministic) mode, K/V with 16-byte rows (dense or varlen: the backward never reads paged
-// K/V), and the same compiled head dim as `base`.
+// nullptr with the reason in why_not: no dropout, the fused (not the deterministic) mode, K/V with
+// 16-byte rows (dense or varlen: the backward never reads paged K/V).
 const BwdVariant* sm90_bwd_variant(const BwdProblem& p, const BwdVariant& base, std::string& why_not) {
-  int arch = 0;
-  if (!device_arch(p.device.index, arch).is_ok() || arch != 90) {
-    why_not = "the device is not compute capability 9.0";
-    return nullptr;
-  }
-  if (base.has_dropout) {
-    why_not = "dropout runs on the sm80 path";
-    return nullptr;
-  }
+  if (!sm90_path_may_serve(p.device.index, base.has_dropout, why_not)) return nullptr;
   if (p.deterministic) {
     why_not = "the deterministic backward runs on the sm80 path (two kernels, no atomics)";
     return nullptr;
   }
-  for (const BwdVariant& v : kBwdVariants) {
-    if (v.path != kernels::KernelPath::kSm90 || v.dtype != base.dtype || v.head_dim != base.head_dim) continue;
-    if (!kv_layout_fits(recomputed_forward(p), kernels::KvLoad::kStrided, v.head_dim,
-                        32 * kernels::bwd_tile_shape_sm90(v.head_dim).num_warps)) {
-      why_not = "K/V must be 16-byte aligned, with head_dim % 8 == 0";
-      return nullptr;
-    }
-    if (kernels::bwd_smem_bytes_sm90(v.head_dim, 2) > max_dynamic_smem(p.device.index)) {
-      why_not = std::string(v.name) + " needs more shared memory than the device allows";
-      return nullptr;
-    }
-    return &v;
-  }
-  why_not = std::string("this build has no sm90 backward variant for ") + dtype_tag(base.dtype) + " head dim " +
-            std::to_string(base.head_dim);
-  return nullptr;
+  return sm90_twin(kBwdVariants, base, recomputed_forward(p), "K/V must be 16-byte aligned, with head_dim % 8 == 0",
+                   p.device.index, why_not);
 }
 
-// The sm80 variant for the dtype / head dim / dropout, swapped for the sm90 one where that path
-// serves the call (FLASHPLUS_KERNEL_PATH as for the forward).
+// The general sm80 variant's deeper-pipelined twin (BwdVariant::large_smem) where the device's
+// opt-in shared memory holds it, else the general variant itself.
+const BwdVariant* deepest_fitting_sm80(const BwdVariant& general, int device_index) {
+  for (const BwdVariant& v : kBwdVariants) {
+    if (v.large_smem && v.path == general.path && v.dtype == general.dtype && v.head_dim == general.head_dim &&
+        v.has_dropout == general.has_dropout && v.smem_bytes(2) <= max_dynamic_smem(device_index))
+      return &v;
+  }
+  return &general;
+}
+
+// The sm80 variant for the dtype / head dim / dropout (its two-buffer twin where that fits),
+// swapped for the sm90 one where that path serves the call (FLASHPLUS_KERNEL_PATH as for the
+// forward).
 Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
   PathChoice choice;
   Status s = path_choice(choice);
   if (!s.is_ok()) return s;
-  s = select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, bwd_smem,
+  s = select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
                      variant);
-  if (!s.is_ok() || choice == PathChoice::kSm80) return s;
+  if (!s.is_ok()) return s;
+  variant = deepest_fitting_sm80(*variant, p.device.index);
+  if (choice == PathChoice::kSm80) return s;
   std::string why_not;
   if (const BwdVariant* sm90 = sm90_bwd_variant(p, *variant, why_not)) {
     variant = sm90;
@@ -602,6 +635,9 @@ Status device_status(int device_index) {
   if (cacheable && ready[device_index].load(std::memory_order_acquire)) return Status::ok();
   int arch = 0;
   Status s = device_arch(device_index, arch);
+  if (!s.is_ok()) return s;
+  int unused_limit = 0;
+  s = smem_limit(unused_limit);
   if (!s.is_ok()) return s;
   if (arch < 80)
     return Status::error(FLASHPLUS_STATUS_DEVICE_ERROR,

@@ -790,7 +790,7 @@ void check_backward(const FwdSpec& spec) {
       continue;
     }
     ASSERT_EQ(fused.status, FLASHPLUS_STATUS_OK) << fused.error;
-    expect_gradients_close(c, fused, exact, naive, path == "sm90" ? "default sm90" : "default");
+    expect_gradients_close(c, fused, exact, naive, (path == "auto" ? std::string("default") : "default " + path).c_str());
   }
   const BwdRun deterministic = run_backward(c, dout_physical, true, self_check);
   ASSERT_EQ(deterministic.status, FLASHPLUS_STATUS_OK) << deterministic.error;
@@ -816,6 +816,9 @@ std::vector<FwdSpec> bwd_specs() {
   { FwdSpec s{.name = "HeadStridePad3", .s_q = 70, .s_k = 90, .head_stride_pad = 3}; add(s); }
   { FwdSpec s{.name = "Hd64", .s_q = 65, .s_k = 97, .d = 64}; add(s); }
   { FwdSpec s{.name = "Fp16Hd256Dropout", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 1, .s_q = 70, .s_k = 130, .h_q = 4, .h_k = 2, .d = 256, .causal = true, .dropout = 0.1f}; add(s); }
+  // d = 256 runs the two-buffer "_large_smem" variant on Hopper and, under kA100SmemPath, the
+  // one-buffer one: several query tiles per key tile (buffer reuse), GQA, a ragged causal edge.
+  { FwdSpec s{.name = "Hd256CausalGqaTiles", .batch = 2, .s_q = 300, .s_k = 333, .h_q = 4, .h_k = 2, .d = 256, .causal = true}; add(s); }
   { FwdSpec s{.name = "Hd192Varlen", .h_q = 2, .h_k = 2, .d = 192, .lens_q = {50, 129}, .lens_k = {80, 129}}; add(s); }
   { FwdSpec s{.name = "Fp16Hd96Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 150, .d = 96, .softcap = 15.f, .input_scale = 2.0}; add(s); }
   // Shapes for the sm90 backward's 128-key CTAs and transposed masks: key ranges that end inside a
@@ -906,66 +909,66 @@ TEST(CudaFwdTiming, DISABLED_Report) {
 // Backward throughput (FLOPs as flash-attn counts them: 2.5x the forward's). Disabled by default.
 TEST(CudaBwdTiming, DISABLED_Report) {
   FPCUDA_SKIP_WITHOUT_GPU();
-  for (int d : {64, 128}) {
+  for (int d : {64, 128, 256}) {
     for (bool causal : {false, true}) {
-     for (int seqlen : {2048, 8192}) {
-      const flashplus_dtype dtype = FLASHPLUS_DTYPE_BFLOAT16;
-      if (!cuda_variant_compiled(dtype, d, false, "bwd")) continue;
-      const int batch = 16384 / seqlen, heads = 2048 / d;
-      const size_t elems = static_cast<size_t>(batch) * seqlen * heads * d;
-      std::vector<uint16_t> host(elems);
-      Rng rng(d);
-      for (auto& x : host) x = to_bits(static_cast<float>(rng.normal()), dtype);
-      DeviceBuffer q = DeviceBuffer::from(host), k = DeviceBuffer::from(host), v = DeviceBuffer::from(host);
-      DeviceBuffer dout = DeviceBuffer::from(host), out(elems * 2), dq(elems * 2), dk(elems * 2), dv(elems * 2);
-      DeviceBuffer lse(static_cast<size_t>(batch) * heads * seqlen * 4), dsum(static_cast<size_t>(batch) * heads * seqlen * 4);
-      const std::vector<int64_t> shape{batch, seqlen, heads, d};
-      flashplus_fwd_args f;
-      flashplus_fwd_args_init(&f);
-      f.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      f.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      f.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      f.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      f.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
-      f.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
-      f.is_causal = causal;
-      ASSERT_EQ(flashplus_fwd(&f), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-      flashplus_bwd_args a;
-      flashplus_bwd_args_init(&a);
-      a.q = f.q;
-      a.k = f.k;
-      a.v = f.v;
-      a.out = f.out;
-      a.softmax_lse = f.softmax_lse;
-      a.dout = tensor(dout.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      a.dq = tensor(dq.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      a.dk = tensor(dk.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      a.dv = tensor(dv.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-      a.softmax_d = tensor(dsum.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
-      a.softmax_scale = f.softmax_scale;
-      a.is_causal = causal;
-      for (const std::string& path : kernel_paths("bwd", dtype, d)) {
-        const ScopedKernelPath scoped(path);
-        for (int warm = 0; warm < 2; ++warm) ASSERT_EQ(flashplus_bwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        std::vector<float> ms(7);
-        for (float& t : ms) {
-          cudaEventRecord(start);
-          flashplus_bwd(&a);
-          cudaEventRecord(stop);
-          cudaEventSynchronize(stop);
-          cudaEventElapsedTime(&t, start, stop);
+      for (int seqlen : {2048, 8192}) {
+        const flashplus_dtype dtype = FLASHPLUS_DTYPE_BFLOAT16;
+        if (!cuda_variant_compiled(dtype, d, false, "bwd")) continue;
+        const int batch = 16384 / seqlen, heads = 2048 / d;
+        const size_t elems = static_cast<size_t>(batch) * seqlen * heads * d;
+        std::vector<uint16_t> host(elems);
+        Rng rng(d);
+        for (auto& x : host) x = to_bits(static_cast<float>(rng.normal()), dtype);
+        DeviceBuffer q = DeviceBuffer::from(host), k = DeviceBuffer::from(host), v = DeviceBuffer::from(host);
+        DeviceBuffer dout = DeviceBuffer::from(host), out(elems * 2), dq(elems * 2), dk(elems * 2), dv(elems * 2);
+        DeviceBuffer lse(static_cast<size_t>(batch) * heads * seqlen * 4), dsum(static_cast<size_t>(batch) * heads * seqlen * 4);
+        const std::vector<int64_t> shape{batch, seqlen, heads, d};
+        flashplus_fwd_args f;
+        flashplus_fwd_args_init(&f);
+        f.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        f.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        f.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        f.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        f.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
+        f.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
+        f.is_causal = causal;
+        ASSERT_EQ(flashplus_fwd(&f), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+        flashplus_bwd_args a;
+        flashplus_bwd_args_init(&a);
+        a.q = f.q;
+        a.k = f.k;
+        a.v = f.v;
+        a.out = f.out;
+        a.softmax_lse = f.softmax_lse;
+        a.dout = tensor(dout.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.dq = tensor(dq.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.dk = tensor(dk.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.dv = tensor(dv.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+        a.softmax_d = tensor(dsum.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
+        a.softmax_scale = f.softmax_scale;
+        a.is_causal = causal;
+        for (const std::string& path : kernel_paths("bwd", dtype, d)) {
+          const ScopedKernelPath scoped(path);
+          for (int warm = 0; warm < 2; ++warm) ASSERT_EQ(flashplus_bwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
+          cudaEvent_t start, stop;
+          cudaEventCreate(&start);
+          cudaEventCreate(&stop);
+          std::vector<float> ms(7);
+          for (float& t : ms) {
+            cudaEventRecord(start);
+            flashplus_bwd(&a);
+            cudaEventRecord(stop);
+            cudaEventSynchronize(stop);
+            cudaEventElapsedTime(&t, start, stop);
+          }
+          std::sort(ms.begin(), ms.end());
+          const double flops = 2.5 * 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
+          std::printf("[ timing   ] bwd bf16 path=%s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", path.c_str(), d,
+                      seqlen, batch, heads, causal ? "causal" : "full", ms[3], flops / (ms[3] * 1e-3) / 1e12);
+          cudaEventDestroy(start);
+          cudaEventDestroy(stop);
         }
-        std::sort(ms.begin(), ms.end());
-        const double flops = 2.5 * 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
-        std::printf("[ timing   ] bwd bf16 path=%s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", path.c_str(), d,
-                    seqlen, batch, heads, causal ? "causal" : "full", ms[3], flops / (ms[3] * 1e-3) / 1e12);
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
       }
-     }
     }
   }
 }
