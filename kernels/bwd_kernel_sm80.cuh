@@ -12,10 +12,13 @@
 //   queries see and accumulates dQ in registers. No atomics anywhere: bit-identical across runs,
 //   at the price of recomputing S and dP (7 tile GEMMs instead of 5).
 //
-// Loads are double-buffered (Traits::kStages == 2): while a tile computes, the next Q / dO tile
-// (dK/dV kernel) or K / V tile (dQ kernel) and its row statistics stream into the other buffer.
-// At d = 256 two buffers fit only Hopper-sized shared memory, so that head dim also has a
-// one-buffer variant, which loads, waits and computes in turn (tile_shape.h, variants.py).
+// Loads are double-buffered up to d = 128: while a tile computes, the next Q / dO tile (dK/dV
+// kernel) or K / V tile (dQ kernel) and its row statistics stream into the other buffer. Above
+// d = 128 a second buffer would not fit next to the first in the opt-in shared memory of most
+// parts, so those variants load, wait and compute in turn (Traits::kStages == 1). On an H100,
+// where two buffers do fit at d = 256 (209 KiB), a two-buffer variant measured 3-6% slower than
+// the one-buffer one (bwd 176 / 191 against 182 / 202 TFLOP/s at s = 2k / 8k, 2026-12-07): the
+// loads are not what this kernel waits on (kernels/NOTES.md, run 12).
 #pragma once
 
 #include <cute/tensor.hpp>

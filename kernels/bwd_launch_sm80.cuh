@@ -1,6 +1,6 @@
-// bwd_launch_sm80.cuh — host launcher of the sm80 backward for one (dtype, head dim, dropout,
-// stages) variant: D pre-pass, then either the fused dK/dV/dQ kernel and the dQ post-pass, or
-// (deterministic mode) the dK/dV and dQ kernels, all on one stream.
+// bwd_launch_sm80.cuh — host launcher of the sm80 backward for one (dtype, head dim, dropout)
+// variant: D pre-pass, then either the fused dK/dV/dQ kernel and the dQ post-pass, or (deterministic
+// mode) the dK/dV and dQ kernels, all on one stream.
 // Included only by the generated instantiation files.
 #pragma once
 
@@ -16,9 +16,9 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Element, int kHeadDim, bool kHasDropout, int kStages>
+template <typename Element, int kHeadDim, bool kHasDropout>
 cudaError_t launch_bwd_sm80(const BwdParams& params, cudaStream_t stream) {
-  using Traits = BwdTraitsSm80<Element, kHeadDim, kHasDropout, kStages>;
+  using Traits = BwdTraitsSm80<Element, kHeadDim, kHasDropout>;
   const int dtype = std::is_same_v<Element, cute::half_t> ? FLASHPLUS_DTYPE_FLOAT16 : FLASHPLUS_DTYPE_BFLOAT16;
   cudaError_t status = launch_bwd_preprocess(params, dtype, stream);
   if (status != cudaSuccess) return status;

@@ -17,7 +17,7 @@
 namespace flashplus {
 namespace kernels {
 
-template <typename Element_, int kHeadDim_, bool kHasDropout_, int kStages_>
+template <typename Element_, int kHeadDim_, bool kHasDropout_>
 struct BwdTraitsSm80 {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -86,10 +86,8 @@ struct BwdTraitsSm80 {
 
   static constexpr int kRowsTileElems = 64 * kHeadDim;
   static constexpr int kScoresTileElems = 64 * 64;
-  // Buffers of the streamed tiles (Q / dO in the dK/dV kernel, K / V in the dQ kernel): a variant
-  // policy (tile_shape.h, variants.py).
-  static constexpr int kStages = kStages_;
-  static_assert(kStages == 1 || kStages == 2);
+  // Buffers of the streamed tiles (Q / dO in the dK/dV kernel, K / V in the dQ kernel).
+  static constexpr int kStages = bwd_stages_sm80(kHeadDim);
   // dK/dV kernel: kStages x (Q, dO), kKeyGroups x (K, V), kKeyGroups x (P, dS) tiles + kStages x
   // (LSE, D) rows. dQ kernel: Q, dO, kStages x (K, V), dS tiles + LSE and D rows.
   static constexpr int kSmemBytesDkDv =
@@ -97,8 +95,7 @@ struct BwdTraitsSm80 {
       kStages * 2 * kBlockM * 4;
   static constexpr int kSmemBytesDq =
       ((2 + 2 * kStages) * kRowsTileElems + kScoresTileElems) * int(sizeof(Element)) + 2 * kBlockM * 4;
-  static_assert(kSmemBytesDkDv == bwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element)), kStages), "host and device agree");
-  static_assert(kSmemBytesDq <= kSmemBytesDkDv, "the host checks the dK/dV kernel's footprint only");
+  static_assert(kSmemBytesDkDv == bwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element))), "host and device agree");
 };
 
 }  // namespace kernels

@@ -10,8 +10,6 @@
 // message naming the missing variant and what the build has.
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -111,7 +109,7 @@ std::string compiled_variant_list(const Variant (&table)[N]) {
 bool is_specialised(const FwdVariant& v) {
   return v.path != kernels::KernelPath::kSm80 || v.decode_tile || v.kv_load != kernels::KvLoad::kAny;
 }
-bool is_specialised(const BwdVariant& v) { return v.path != kernels::KernelPath::kSm80 || v.large_smem; }
+bool is_specialised(const BwdVariant& v) { return v.path != kernels::KernelPath::kSm80; }
 
 // Smallest compiled head dim >= the request among general sm80 variants of the dtype and dropout flag.
 template <typename Variant, size_t N>
@@ -189,30 +187,9 @@ int multiprocessor_count(int device_index) {
   return device_info(device_index, info).is_ok() ? info.multiprocessors : 1;
 }
 
-// FLASHPLUS_SMEM_LIMIT (bytes) caps the shared memory a block may opt in to, as the dispatch sees
-// it: variants are then chosen as on a smaller part (166912: an A100), so that tests on a Hopper
-// also cover what an A100 runs. Unset or empty: the device's own limit.
-Status smem_limit(int& limit) {
-  limit = INT_MAX;
-  const char* value = std::getenv("FLASHPLUS_SMEM_LIMIT");
-  if (!value || !*value) return Status::ok();
-  char* end = nullptr;
-  errno = 0;
-  const long bytes = std::strtol(value, &end, 10);
-  if (errno != 0 || *end != '\0' || bytes < 48 * 1024 || bytes > INT_MAX)
-    return Status::error(FLASHPLUS_STATUS_INVALID_ARGUMENT,
-                         std::string("environment variable FLASHPLUS_SMEM_LIMIT must be a byte count >= 49152, got '") +
-                             value + "'");
-  limit = static_cast<int>(bytes);
-  return Status::ok();
-}
-
 int max_dynamic_smem(int device_index) {
   DeviceInfo info;
-  const int device_limit = device_info(device_index, info).is_ok() ? info.max_dynamic_smem : 48 * 1024;
-  int cap = INT_MAX;
-  if (!smem_limit(cap).is_ok()) cap = INT_MAX;  // select_variant reports the bad value
-  return std::min(device_limit, cap);
+  return device_info(device_index, info).is_ok() ? info.max_dynamic_smem : 48 * 1024;
 }
 
 int smem_per_sm(int device_index) {
@@ -230,9 +207,6 @@ Status select_variant(const char* direction, const Variant (&table)[N], flashplu
                                                            " (the CPU backend computes fp32)");
   int arch = 0;
   Status s = device_arch(device_index, arch);
-  if (!s.is_ok()) return s;
-  int unused_limit = 0;
-  s = smem_limit(unused_limit);
   if (!s.is_ok()) return s;
   if (arch < 80)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED,
@@ -315,7 +289,8 @@ const FwdVariant* fitting_sibling(const FwdProblem& p, const FwdVariant& base, b
 // FLASHPLUS_KERNEL_PATH: unset or "auto" runs each forward and backward on the fastest path that
 // serves it; "sm80" keeps every call on the sm80 kernels (A/B timing, testing that path on
 // Hopper); "sm90" makes a forward or backward the sm90 path cannot serve UNSUPPORTED with the
-// reason (tests that must run the wgmma kernels). Read per call (a getenv costs well under a microsecond), so a process may switch.
+// reason (tests that must run the wgmma kernels). Read per call (a getenv costs well under a
+// microsecond), so a process may switch.
 enum class PathChoice { kAuto, kSm80, kSm90 };
 
 Status path_choice(PathChoice& choice) {
@@ -386,8 +361,9 @@ const FwdVariant* sm90_variant(const FwdProblem& p, const FwdVariant& base, std:
     why_not = "calls with at most 16 tile rows run the sm80 decode tile";
     return nullptr;
   }
-  return sm90_twin(kFwdVariants, base, p, "K/V must be dense or varlen (not paged), 16-byte aligned, with head_dim % 8 == 0",
-                   p.device.index, why_not);
+  return sm90_twin(kFwdVariants, base, p,
+                   "K/V must be dense or varlen (not paged), 16-byte aligned, with head_dim % 8 == 0", p.device.index,
+                   why_not);
 }
 
 // The general big-tile sm80 variant for the dtype / head dim / dropout, swapped for the sm90
@@ -399,8 +375,7 @@ Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   PathChoice choice;
   Status s = path_choice(choice);
   if (!s.is_ok()) return s;
-  s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
-                     variant);
+  s = select_variant("forward", kFwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, variant);
   if (!s.is_ok()) return s;
   if (p.s_dmask && !p.lse.data)
     return Status::error(FLASHPLUS_STATUS_UNSUPPORTED, "CUDA forward: s_dmask needs softmax_lse to be written");
@@ -458,29 +433,14 @@ const BwdVariant* sm90_bwd_variant(const BwdProblem& p, const BwdVariant& base, 
                    p.device.index, why_not);
 }
 
-// The general sm80 variant's deeper-pipelined twin (BwdVariant::large_smem) where the device's
-// opt-in shared memory holds it, else the general variant itself.
-const BwdVariant* deepest_fitting_sm80(const BwdVariant& general, int device_index) {
-  for (const BwdVariant& v : kBwdVariants) {
-    if (v.large_smem && v.path == general.path && v.dtype == general.dtype && v.head_dim == general.head_dim &&
-        v.has_dropout == general.has_dropout && v.smem_bytes(2) <= max_dynamic_smem(device_index))
-      return &v;
-  }
-  return &general;
-}
-
-// The sm80 variant for the dtype / head dim / dropout (its two-buffer twin where that fits),
-// swapped for the sm90 one where that path serves the call (FLASHPLUS_KERNEL_PATH as for the
-// forward).
+// The sm80 variant for the dtype / head dim / dropout, swapped for the sm90 one where that path
+// serves the call (FLASHPLUS_KERNEL_PATH as for the forward).
 Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
   PathChoice choice;
   Status s = path_choice(choice);
   if (!s.is_ok()) return s;
-  s = select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index,
-                     variant);
-  if (!s.is_ok()) return s;
-  variant = deepest_fitting_sm80(*variant, p.device.index);
-  if (choice == PathChoice::kSm80) return s;
+  s = select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, variant);
+  if (!s.is_ok() || choice == PathChoice::kSm80) return s;
   std::string why_not;
   if (const BwdVariant* sm90 = sm90_bwd_variant(p, *variant, why_not)) {
     variant = sm90;
@@ -635,9 +595,6 @@ Status device_status(int device_index) {
   if (cacheable && ready[device_index].load(std::memory_order_acquire)) return Status::ok();
   int arch = 0;
   Status s = device_arch(device_index, arch);
-  if (!s.is_ok()) return s;
-  int unused_limit = 0;
-  s = smem_limit(unused_limit);
   if (!s.is_ok()) return s;
   if (arch < 80)
     return Status::error(FLASHPLUS_STATUS_DEVICE_ERROR,

@@ -53,9 +53,6 @@ struct BwdVariant {
   flashplus_dtype dtype;
   int head_dim;
   bool has_dropout;
-  int stages;            // sm80 path: buffers of the streamed tiles (tile_shape.h); sm90: kBwdStagesSm90
-  bool large_smem;       // a deeper-pipelined twin of a general variant, for parts whose opt-in shared
-                         // memory holds it (Hopper); picked over the general one where it fits
   BwdLaunchFn launch;
 
   constexpr bool runs_on(int arch) const { return path_runs_on(path, arch); }
@@ -64,7 +61,7 @@ struct BwdVariant {
   }
   constexpr int smem_bytes(int element_size) const {
     return path == KernelPath::kSm90 ? bwd_smem_bytes_sm90(head_dim, element_size)
-                                     : bwd_smem_bytes_sm80(head_dim, element_size, stages);
+                                     : bwd_smem_bytes_sm80(head_dim, element_size);
   }
 };
 

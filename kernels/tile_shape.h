@@ -88,6 +88,10 @@ constexpr TileShape bwd_tile_shape_sm80(int head_dim) {
   return head_dim <= 128 ? TileShape{64, 64, 4} : TileShape{64, 64, 8};
 }
 
+// Backward pipeline depth: double buffers up to d = 128; one buffer above, where two would exceed
+// what sm80 allows.
+constexpr int bwd_stages_sm80(int head_dim) { return head_dim <= 128 ? 2 : 1; }
+
 // Key tiles per dK/dV CTA. Up to d = 128 a CTA runs two 4-warp groups, each owning one 64-key tile,
 // over the same query tiles: the Q / dO tiles are loaded once for both, and the fused mode adds
 // dQ into global memory once per 128 keys instead of once per 64 (its atomics were the bottleneck
@@ -95,16 +99,12 @@ constexpr TileShape bwd_tile_shape_sm80(int head_dim) {
 // group of 8 warps already fills the register file.
 constexpr int bwd_key_groups_sm80(int head_dim) { return head_dim <= 128 ? 2 : 1; }
 
-// Backward pipeline depth (`stages`, a variant policy chosen in variants.py): two buffers of the
-// streamed tiles (the next Q / dO tile loads while the current one computes) wherever they fit,
-// one where they do not. The larger of the two kernels (dK/dV): stages x (Q, dO), per key group K,
-// V, P and dS tiles, stages x (LSE, D) rows. Two stages: 161 KiB at d = 128 and at d = 192, 209 KiB
-// at d = 256; one stage at d = 256: 145 KiB. An A100 lets a block opt in to 163 KiB, Hopper to
-// 227 KiB.
-constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size, int stages) {
-  return ((2 * stages + 2 * bwd_key_groups_sm80(head_dim)) * 64 * head_dim +
+// The larger of the two backward kernels (dK/dV): kStages x (Q, dO), per key group K, V, P and dS
+// tiles, kStages x (LSE, D) rows. 162 KiB at d = 128 (one CTA of 8 warps per SM on sm80 / sm90).
+constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size) {
+  return ((2 * bwd_stages_sm80(head_dim) + 2 * bwd_key_groups_sm80(head_dim)) * 64 * head_dim +
           2 * bwd_key_groups_sm80(head_dim) * 64 * 64) * element_size +
-         stages * 2 * 64 * 4;
+         bwd_stages_sm80(head_dim) * 2 * 64 * 4;
 }
 
 // sm90 backward (wgmma, fused dQ only): one CTA per 128 keys, two warpgroups of 64 keys each, over

@@ -14,10 +14,9 @@ the fused-dQ backward, no dropout, strided K/V, head dims that are multiples of 
 cuda_backend.cu sends it the calls it serves and the sm80 path the rest).
 
 Template parameters are only what changes registers or shared memory: element type, head dim,
-dropout (the Philox words cost registers in the hot loop), for the sm80 forward the tile shape
+dropout (the Philox words cost registers in the hot loop), and for the sm80 forward the tile shape
 (the one-warp decode tile, "_decode") and the K/V loader ("_strided": dense / varlen rows only,
-"_paged": paged rows only), for the sm80 backward the pipeline depth ("_large_smem": two buffers
-where only Hopper-sized shared memory holds them). Causal / sliding window, ALiBi,
+"_paged": paged rows only). Causal / sliding window, ALiBi,
 softcap, varlen, paged K/V, GQA and split-KV are runtime flags (uniform branches, well under 2%).
 A head dim that is not compiled is served by the smallest compiled one above it, with the extra
 features zero-filled on load and not stored.
@@ -75,14 +74,11 @@ def variants(preset, direction="fwd"):
     config = PRESETS[preset]
     result = []
 
-    def add(path, dtype, head_dim, dropout, decode_tile=False, kv_load="any", suffix=True, stages=2,
-            large_smem=False):
+    def add(path, dtype, head_dim, dropout, decode_tile=False, kv_load="any", suffix=True):
         name = (f"{direction}_{path}_{dtype}_hd{head_dim}" + ("_dropout" if dropout else "") +
-                ("_decode" if decode_tile else "") + ("" if kv_load == "any" or not suffix else f"_{kv_load}") +
-                ("_large_smem" if large_smem else ""))
+                ("_decode" if decode_tile else "") + ("" if kv_load == "any" or not suffix else f"_{kv_load}"))
         result.append({"name": name, "direction": direction, "path": path, "dtype": dtype,
-                       "head_dim": head_dim, "dropout": dropout, "decode_tile": decode_tile, "kv_load": kv_load,
-                       "stages": stages, "large_smem": large_smem})
+                       "head_dim": head_dim, "dropout": dropout, "decode_tile": decode_tile, "kv_load": kv_load})
 
     if "sm90" in config["paths"] and direction == "fwd":
         # The wgmma forward: one strided-K/V variant per dtype and head dim (the 128-byte swizzle
@@ -108,21 +104,10 @@ def variants(preset, direction="fwd"):
     for path in ("sm80",):
         for dtype in config["dtypes"]:
             for head_dim in config["head_dims"]:
-                if direction == "bwd":
-                    # Two buffers of the streamed tiles wherever they fit an A100's 163 KiB of opt-in
-                    # shared memory (d <= 192, tile_shape.h: bwd_smem_bytes_sm80). At d = 256 they
-                    # take 209 KiB: a one-buffer general variant (145 KiB) and a two-buffer
-                    # "_large_smem" twin for Hopper's 227 KiB; loading while computing took the
-                    # H200 backward at d = 256 from 0.75-0.85x of FA2 to (bench/RESULTS.md).
-                    for dropout in (False, True):
-                        if head_dim <= 192:
-                            add(path, dtype, head_dim, dropout)
-                        else:
-                            add(path, dtype, head_dim, dropout, stages=1)
-                            add(path, dtype, head_dim, dropout, large_smem=True)
-                    continue
                 for dropout in (False, True):
                     add(path, dtype, head_dim, dropout)
+                if direction != "fwd":
+                    continue
                 # Without dropout (training, prefill, decode) the forward also gets variants whose
                 # K/V loader has one path only (KvLoad in tile_shape.h): the paths a call does not
                 # take cost the main loop registers, spills and compile time. The general variant
@@ -144,7 +129,7 @@ def instantiation_source(v):
         template_args = f'{DTYPES[v["dtype"]]["cute"]}, {v["head_dim"]}'
     else:
         fwd_policies = (f', {"true" if v["decode_tile"] else "false"}, {KV_LOAD[v["kv_load"]]}'
-                        if v["direction"] == "fwd" else f', {v["stages"]}')
+                        if v["direction"] == "fwd" else "")
         template_args = (f'{DTYPES[v["dtype"]]["cute"]}, {v["head_dim"]}, '
                          f'{"true" if v["dropout"] else "false"}{fwd_policies}')
     return (GENERATED_HEADER +
@@ -179,7 +164,7 @@ def dispatch_table(preset, fwd, bwd):
         lines.append(f"\n{table} = {{\n")
         for v in vs:
             extra = (f'{"true" if v["decode_tile"] else "false"}, {KV_LOAD[v["kv_load"]]}, '
-                     if v["direction"] == "fwd" else f'{v["stages"]}, {"true" if v["large_smem"] else "false"}, ')
+                     if v["direction"] == "fwd" else "")
             lines.append(f'    {{"{v["name"]}", {PATHS[v["path"]]}, {DTYPES[v["dtype"]]["enum"]}, {v["head_dim"]}, '
                          f'{"true" if v["dropout"] else "false"}, {extra}&{v["name"]}}},\n')
         lines.append("};\n")

@@ -138,55 +138,30 @@ bool sm90_variant_available(const char* direction, flashplus_dtype dtype, int he
   return false;
 }
 
-// Whether the build has the "_large_smem" backward variant of the compiled head dim serving
-// (dtype, head_dim), and device 0 lets a block opt in to more shared memory than an A100.
-bool bwd_large_smem_variant_runs(flashplus_dtype dtype, int head_dim) {
-  int smem = 0;
-  if (cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  if (smem <= kA100SmemPerBlock) return false;
-  const std::string json = flashplus_build_info_json();
-  for (int d = head_dim; d <= 256; ++d) {
-    const std::string general = std::string("\"bwd_sm80_") + dtype_name(dtype) + "_hd" + std::to_string(d);
-    if (json.find(general + "\"") == std::string::npos) continue;
-    return json.find(general + "_large_smem\"") != std::string::npos;
-  }
-  return false;
-}
-
 std::vector<std::string> kernel_paths(const char* direction, flashplus_dtype dtype, int head_dim) {
-  std::vector<std::string> paths{"auto"};
-  if (sm90_variant_available(direction, dtype, head_dim)) paths = {"sm80", "sm90"};
-  if (std::string(direction) == "bwd" && bwd_large_smem_variant_runs(dtype, head_dim)) paths.push_back(kA100SmemPath);
-  return paths;
+  if (sm90_variant_available(direction, dtype, head_dim)) return {"sm80", "sm90"};
+  return {"auto"};
 }
 
-ScopedEnv::ScopedEnv(const char* name, const char* value) : name_(name) {
-  if (const char* current = std::getenv(name)) {
+ScopedKernelPath::ScopedKernelPath(const std::string& path) {
+  if (const char* value = std::getenv("FLASHPLUS_KERNEL_PATH")) {
     had_value_ = true;
-    previous_ = current;
+    previous_ = value;
   }
-  if (value) {
-    setenv(name, value, 1);
+  if (path == "auto") {
+    unsetenv("FLASHPLUS_KERNEL_PATH");
   } else {
-    unsetenv(name);
+    setenv("FLASHPLUS_KERNEL_PATH", path.c_str(), 1);
   }
 }
 
-ScopedEnv::~ScopedEnv() {
+ScopedKernelPath::~ScopedKernelPath() {
   if (had_value_) {
-    setenv(name_.c_str(), previous_.c_str(), 1);
+    setenv("FLASHPLUS_KERNEL_PATH", previous_.c_str(), 1);
   } else {
-    unsetenv(name_.c_str());
+    unsetenv("FLASHPLUS_KERNEL_PATH");
   }
 }
-
-ScopedKernelPath::ScopedKernelPath(const std::string& path)
-    : kernel_path_("FLASHPLUS_KERNEL_PATH", path == "auto" ? nullptr : path == kA100SmemPath ? "sm80" : path.c_str()),
-      smem_limit_("FLASHPLUS_SMEM_LIMIT",
-                  path == kA100SmemPath ? std::to_string(kA100SmemPerBlock).c_str() : nullptr) {}
 
 DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
   check_cuda(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)), "cudaMalloc");

@@ -47,40 +47,21 @@ bool cuda_variant_compiled(flashplus_dtype dtype, int head_dim, bool dropout, co
 // dispatch may then run either path.
 bool sm90_variant_available(const char* direction, flashplus_dtype dtype, int head_dim);
 
-// Opt-in shared memory per block of an A100 (bytes): FLASHPLUS_SMEM_LIMIT set to it makes the
-// dispatch choose the variants an A100 runs.
-constexpr int kA100SmemPerBlock = 166912;
-
 // The paths a case of `direction` should run on this device: {"auto"} where only the sm80 path
-// exists, {"sm80", "sm90"} where the sm90 path may serve calls (both then get checked); for the
-// backward also kA100SmemPath where the build has a "_large_smem" variant for the head dim that
-// this device runs, so that the general variant, which only smaller parts pick, is checked too.
-inline constexpr const char* kA100SmemPath = "sm80-a100-smem";
+// exists, {"sm80", "sm90"} where the sm90 path may serve calls (both then get checked).
 std::vector<std::string> kernel_paths(const char* direction, flashplus_dtype dtype, int head_dim);
 
-// Sets one environment variable for its lifetime (nullptr: unset), restoring the earlier value.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value);
-  ~ScopedEnv();
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  std::string name_;
-  bool had_value_ = false;
-  std::string previous_;
-};
-
-// Sets FLASHPLUS_KERNEL_PATH for its lifetime ("auto": unset; kA100SmemPath: sm80, with
-// FLASHPLUS_SMEM_LIMIT at an A100's), restoring the earlier values.
+// Sets FLASHPLUS_KERNEL_PATH for its lifetime ("auto": unset), restoring the earlier value.
 class ScopedKernelPath {
  public:
   explicit ScopedKernelPath(const std::string& path);
+  ~ScopedKernelPath();
+  ScopedKernelPath(const ScopedKernelPath&) = delete;
+  ScopedKernelPath& operator=(const ScopedKernelPath&) = delete;
 
  private:
-  ScopedEnv kernel_path_;
-  ScopedEnv smem_limit_;
+  bool had_value_ = false;
+  std::string previous_;
 };
 
 // ---- device memory ----

@@ -816,8 +816,7 @@ std::vector<FwdSpec> bwd_specs() {
   { FwdSpec s{.name = "HeadStridePad3", .s_q = 70, .s_k = 90, .head_stride_pad = 3}; add(s); }
   { FwdSpec s{.name = "Hd64", .s_q = 65, .s_k = 97, .d = 64}; add(s); }
   { FwdSpec s{.name = "Fp16Hd256Dropout", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 1, .s_q = 70, .s_k = 130, .h_q = 4, .h_k = 2, .d = 256, .causal = true, .dropout = 0.1f}; add(s); }
-  // d = 256 runs the two-buffer "_large_smem" variant on Hopper and, under kA100SmemPath, the
-  // one-buffer one: several query tiles per key tile (buffer reuse), GQA, a ragged causal edge.
+  // d = 256 (one Q / dO buffer): several query tiles per key tile, GQA, a ragged causal edge.
   { FwdSpec s{.name = "Hd256CausalGqaTiles", .batch = 2, .s_q = 300, .s_k = 333, .h_q = 4, .h_k = 2, .d = 256, .causal = true}; add(s); }
   { FwdSpec s{.name = "Hd192Varlen", .h_q = 2, .h_k = 2, .d = 192, .lens_q = {50, 129}, .lens_k = {80, 129}}; add(s); }
   { FwdSpec s{.name = "Fp16Hd96Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 150, .d = 96, .softcap = 15.f, .input_scale = 2.0}; add(s); }
