@@ -850,6 +850,26 @@ TEST(CudaFwdRepeat, SmallBitIdenticalRuns) {
   EXPECT_EQ(0, std::memcmp(first.lse.data(), second.lse.data(), first.lse.size() * sizeof(float)));
 }
 
+// Median of `runs` CUDA-event timings (ms) of `launch` on the default stream; the caller warms up.
+template <typename Launch>
+float median_event_ms(Launch&& launch, int runs) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  std::vector<float> ms(runs);
+  for (float& t : ms) {
+    cudaEventRecord(start);
+    launch();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    cudaEventElapsedTime(&t, start, stop);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  return ms[runs / 2];
+}
+
 // Forward throughput on a standard shape (16k tokens, hidden 2048). Disabled by default: run with
 // --gtest_also_run_disabled_tests --gtest_filter='*Timing*'. FLOPs as flash-attn counts them.
 TEST(CudaFwdTiming, DISABLED_Report) {
@@ -881,24 +901,10 @@ TEST(CudaFwdTiming, DISABLED_Report) {
         for (const std::string& path : kernel_paths("fwd", dtype, d)) {
           const ScopedKernelPath scoped(path);
           for (int warm = 0; warm < 3; ++warm) ASSERT_EQ(flashplus_fwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-          cudaEvent_t start, stop;
-          cudaEventCreate(&start);
-          cudaEventCreate(&stop);
-          std::vector<float> ms(10);
-          for (float& t : ms) {
-            cudaEventRecord(start);
-            flashplus_fwd(&a);
-            cudaEventRecord(stop);
-            cudaEventSynchronize(stop);
-            cudaEventElapsedTime(&t, start, stop);
-          }
-          std::sort(ms.begin(), ms.end());
+          const float ms = median_event_ms([&] { flashplus_fwd(&a); }, 10);
           const double flops = 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
           std::printf("[ timing   ] fwd %s path=%s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", dtype_name(dtype),
-                      path.c_str(), d, seqlen, batch, heads, causal ? "causal" : "full", ms[5],
-                      flops / (ms[5] * 1e-3) / 1e12);
-          cudaEventDestroy(start);
-          cudaEventDestroy(stop);
+                      path.c_str(), d, seqlen, batch, heads, causal ? "causal" : "full", ms, flops / (ms * 1e-3) / 1e12);
         }
       }
     }
@@ -949,23 +955,10 @@ TEST(CudaBwdTiming, DISABLED_Report) {
         for (const std::string& path : kernel_paths("bwd", dtype, d)) {
           const ScopedKernelPath scoped(path);
           for (int warm = 0; warm < 2; ++warm) ASSERT_EQ(flashplus_bwd(&a), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-          cudaEvent_t start, stop;
-          cudaEventCreate(&start);
-          cudaEventCreate(&stop);
-          std::vector<float> ms(7);
-          for (float& t : ms) {
-            cudaEventRecord(start);
-            flashplus_bwd(&a);
-            cudaEventRecord(stop);
-            cudaEventSynchronize(stop);
-            cudaEventElapsedTime(&t, start, stop);
-          }
-          std::sort(ms.begin(), ms.end());
+          const float ms = median_event_ms([&] { flashplus_bwd(&a); }, 7);
           const double flops = 2.5 * 4.0 * batch * heads * seqlen * static_cast<double>(seqlen) * d / (causal ? 2 : 1);
           std::printf("[ timing   ] bwd bf16 path=%s d=%d s=%d b=%d h=%d %s: %.3f ms, %.1f TFLOP/s\n", path.c_str(), d,
-                      seqlen, batch, heads, causal ? "causal" : "full", ms[3], flops / (ms[3] * 1e-3) / 1e12);
-          cudaEventDestroy(start);
-          cudaEventDestroy(stop);
+                      seqlen, batch, heads, causal ? "causal" : "full", ms, flops / (ms * 1e-3) / 1e12);
         }
       }
     }
