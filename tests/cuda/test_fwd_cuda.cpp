@@ -590,6 +590,18 @@ struct BwdRun {
   std::vector<float> softmax_d;
 };
 
+// Backward arguments that reuse a finished forward's q, k, v, out and LSE; the rest is the caller's.
+flashplus_bwd_args bwd_args_of(const flashplus_fwd_args& f) {
+  flashplus_bwd_args a;
+  flashplus_bwd_args_init(&a);
+  a.q = f.q;
+  a.k = f.k;
+  a.v = f.v;
+  a.out = f.out;
+  a.softmax_lse = f.softmax_lse;
+  return a;
+}
+
 // Forward then backward, on the GPU or (on_cpu, the harness self-check) on the CPU backend. The
 // backward runs with FLASHPLUS_KERNEL_PATH=bwd_path ("auto": unset), the forward on the default.
 BwdRun run_backward(const HostCase& c, const std::vector<uint16_t>& dout_host, bool deterministic, bool on_cpu,
@@ -618,13 +630,7 @@ BwdRun run_backward(const HostCase& c, const std::vector<uint16_t>& dout_host, b
   r.error = flashplus_last_error();
   if (r.status != FLASHPLUS_STATUS_OK) return r;
 
-  flashplus_bwd_args a;
-  flashplus_bwd_args_init(&a);
-  a.q = f.q;
-  a.k = f.k;
-  a.v = f.v;
-  a.out = f.out;
-  a.softmax_lse = f.softmax_lse;
+  flashplus_bwd_args a = bwd_args_of(f);
   a.dout = tensor(dout, s.dtype, device, c.q_sizes, c.q_strides);
   a.dq = tensor(dq, s.dtype, device, c.q_sizes, c.q_strides);
   a.dk = tensor(dk, s.dtype, device, c.kv_sizes, c.kv_strides);
@@ -850,6 +856,22 @@ TEST(CudaFwdRepeat, SmallBitIdenticalRuns) {
   EXPECT_EQ(0, std::memcmp(first.lse.data(), second.lse.data(), first.lse.size() * sizeof(float)));
 }
 
+// Forward arguments of the timing harnesses: dense (b, s, h, d) q / k / v / out, the LSE, 1 / sqrt(d).
+flashplus_fwd_args dense_fwd_args(const DeviceBuffer& q, const DeviceBuffer& k, const DeviceBuffer& v,
+                                  const DeviceBuffer& out, const DeviceBuffer& lse, flashplus_dtype dtype,
+                                  const std::vector<int64_t>& shape, bool causal) {
+  flashplus_fwd_args a;
+  flashplus_fwd_args_init(&a);
+  a.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+  a.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+  a.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+  a.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
+  a.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {shape[0], shape[2], shape[1]});
+  a.softmax_scale = 1.f / std::sqrt(static_cast<float>(shape[3]));
+  a.is_causal = causal;
+  return a;
+}
+
 // Median of `runs` CUDA-event timings (ms) of `launch` on the default stream; the caller warms up.
 template <typename Launch>
 float median_event_ms(Launch&& launch, int runs) {
@@ -887,16 +909,7 @@ TEST(CudaFwdTiming, DISABLED_Report) {
         for (auto& x : host) x = to_bits(static_cast<float>(rng.normal()), dtype);
         DeviceBuffer q = DeviceBuffer::from(host), k = DeviceBuffer::from(host), v = DeviceBuffer::from(host);
         DeviceBuffer out(elems * 2), lse(static_cast<size_t>(batch) * heads * seqlen * 4);
-        flashplus_fwd_args a;
-        flashplus_fwd_args_init(&a);
-        const std::vector<int64_t> shape{batch, seqlen, heads, d};
-        a.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        a.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        a.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        a.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        a.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
-        a.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
-        a.is_causal = causal;
+        flashplus_fwd_args a = dense_fwd_args(q, k, v, out, lse, dtype, {batch, seqlen, heads, d}, causal);
         a.num_splits = 1;
         for (const std::string& path : kernel_paths("fwd", dtype, d)) {
           const ScopedKernelPath scoped(path);
@@ -928,23 +941,9 @@ TEST(CudaBwdTiming, DISABLED_Report) {
         DeviceBuffer dout = DeviceBuffer::from(host), out(elems * 2), dq(elems * 2), dk(elems * 2), dv(elems * 2);
         DeviceBuffer lse(static_cast<size_t>(batch) * heads * seqlen * 4), dsum(static_cast<size_t>(batch) * heads * seqlen * 4);
         const std::vector<int64_t> shape{batch, seqlen, heads, d};
-        flashplus_fwd_args f;
-        flashplus_fwd_args_init(&f);
-        f.q = tensor(q.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        f.k = tensor(k.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        f.v = tensor(v.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        f.out = tensor(out.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
-        f.softmax_lse = tensor(lse.data(), FLASHPLUS_DTYPE_FLOAT32, FLASHPLUS_DEVICE_CUDA, {batch, heads, seqlen});
-        f.softmax_scale = 1.f / std::sqrt(static_cast<float>(d));
-        f.is_causal = causal;
+        const flashplus_fwd_args f = dense_fwd_args(q, k, v, out, lse, dtype, shape, causal);
         ASSERT_EQ(flashplus_fwd(&f), FLASHPLUS_STATUS_OK) << flashplus_last_error();
-        flashplus_bwd_args a;
-        flashplus_bwd_args_init(&a);
-        a.q = f.q;
-        a.k = f.k;
-        a.v = f.v;
-        a.out = f.out;
-        a.softmax_lse = f.softmax_lse;
+        flashplus_bwd_args a = bwd_args_of(f);
         a.dout = tensor(dout.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
         a.dq = tensor(dq.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
         a.dk = tensor(dk.data(), dtype, FLASHPLUS_DEVICE_CUDA, shape);
