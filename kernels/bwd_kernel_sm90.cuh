@@ -1,21 +1,24 @@
-// bwd_kernel_sm90.cuh — the sm90 (wgmma) backward: one CTA per 128 keys of one K/V head, two
-// warpgroups of 64 keys each, dK and dV accumulated in registers over every (query head of the
-// GQA group, query tile) pair that sees the keys, dQ added into the fp32 dq_accum with atomics
-// (the fused mode of bwd_kernel_sm80.cuh; the post-pass scales and converts it). Orchestration
-// only; the shared pieces:
+// bwd_kernel_sm90.cuh — the sm90 (wgmma) backward: one CTA per key tile of one K/V head (128 keys,
+// one warpgroup per 64; 64 keys above d = 128), dK and dV accumulated in registers over every
+// (query head of the GQA group, query tile) pair that sees the keys, dQ added into the fp32
+// dq_accum with atomics (the fused mode of bwd_kernel_sm80.cuh; the post-pass scales and converts
+// it). Orchestration only; the shared pieces:
 //   bwd_tile_common.cuh    which query tiles, row statistics, dQ atomics (shared with sm80)
 //   bwd_mainloop_sm90.cuh  P^T and dS^T from S^T and dP^T, register conversions
 //   fwd_mainloop_sm90.cuh  issuing and waiting for wgmma groups
 //   key_tile_loader_sm80.cuh, tile_io_sm80.cuh   cp.async row loads and stores
 //
 // Which calls it serves (cuda_backend.cu): compute capability 9.0, no dropout, not
-// deterministic, K/V rows a fixed stride apart and 16-byte aligned, head dims 64 and 128.
+// deterministic, K/V rows a fixed stride apart and 16-byte aligned, head dims 64, 128 and 256.
 //
 // Per step (query tile), five products (bwd_traits_sm90.cuh) in an order that keeps the tensor
-// cores busy during the elementwise work:
+// cores busy during the elementwise work. Up to d = 128 (each warpgroup owns its keys):
 //   issue S^T, dP^T | wait S^T, P^T = exp(..)  (dP^T runs) |
 //   issue dV += P^T dO | wait dP^T, dS^T = P^T (dP^T - D)  (dV runs) | dS^T -> shared memory,
 //   barrier | issue dQ = dS K, issue dK += dS^T Q | wait dQ, dQ atomics (dK runs) | wait dK.
+// Above d = 128 (the warpgroups split query columns, then features):
+//   issue S^T, dP^T | wait S^T, P^T -> shared memory (dP^T runs) | wait dP^T, dS^T -> shared
+//   memory | barrier | issue dQ, dV, dK | wait dQ, dQ atomics (dV, dK run) | wait dV, dK.
 // Q, dO and their row statistics are double-buffered: the next step's copies start right after
 // the barrier that opens a step.
 #pragma once
@@ -71,7 +74,8 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
   Element* smem_q = smem_v + Traits::kSmemKVElems;
   Element* smem_do = smem_q + Traits::kSmemQElems;
   Element* smem_ds = smem_do + Traits::kSmemQElems;
-  float* smem_stats = reinterpret_cast<float*>(smem_ds + Traits::kSmemDsElems);  // stage s: LSE, then D
+  Element* smem_p = smem_ds + Traits::kSmemDsElems;  // P^T, only when the features are split
+  float* smem_stats = reinterpret_cast<float*>(smem_p + Traits::kSmemPElems);  // stage s: LSE, then D
   Tensor sK = make_tensor(make_smem_ptr(smem_k), typename Traits::SmemLayoutKV{});     // (kBlockN, d)
   Tensor sKt = make_tensor(make_smem_ptr(smem_k), typename Traits::SmemLayoutKt{});    // (d, kBlockN)
   Tensor sV = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutKV{});
@@ -81,6 +85,7 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
   Tensor sdOt = make_tensor(make_smem_ptr(smem_do), typename Traits::SmemLayoutQt{});
   Tensor sDsT = make_tensor(make_smem_ptr(smem_ds), typename Traits::SmemLayoutDsT{});  // (kBlockN, kBlockM)
   Tensor sDs = make_tensor(make_smem_ptr(smem_ds), typename Traits::SmemLayoutDs{});    // (kBlockM, kBlockN)
+  Tensor sPt = make_tensor(make_smem_ptr(smem_p), typename Traits::SmemLayoutDsT{});    // (kBlockN, kBlockM)
 
   typename Traits::TiledMmaSdP mma_sdp;
   typename Traits::TiledMmaKV mma_kv;
@@ -96,15 +101,18 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
   Tensor tDVrdOt = thr_kv.partition_fragment_B(sdOt);
   Tensor tDKrQt = thr_kv.partition_fragment_B(sQt);
   Tensor tDQrDs = thr_dq.partition_fragment_A(sDs);
-  Tensor tDQrKt = thr_dq.partition_fragment_B(sKt);
+  // K^T by dQ pass: (kDqFeaturesPerPass, kBlockN, pass).
+  Tensor tDQrKt = thr_dq.partition_fragment_B(
+      local_tile(sKt, Shape<Int<Traits::kDqFeaturesPerPass>, Int<kBlockN>>{}, make_coord(_, 0)));
   Tensor tDsTsDsT = thr_sdp.partition_C(sDsT);  // this thread's dS^T values in shared memory
+  Tensor tPtsPt = thr_sdp.partition_C(sPt);      // and its P^T values (split features only)
 
   Tensor acc_dk = partition_fragment_C(mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
   Tensor acc_dv = partition_fragment_C(mma_kv, Shape<Int<kBlockN>, Int<kHeadDim>>{});
   clear(acc_dk);
   clear(acc_dv);
   Tensor coords_rc = rowcol_view(thr_sdp.partition_C(make_identity_tensor(Shape<Int<kBlockN>, Int<kBlockM>>{})));
-  Tensor coords_dq = thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kHeadDim>>{}));
+  Tensor coords_dq = thr_dq.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<Traits::kDqFeaturesPerPass>>{}));
 
   using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, KvLoad::kStrided>;
   {
@@ -174,28 +182,54 @@ __device__ __forceinline__ void bwd_dkdv_tile_sm90(const BwdParams& p, char* sme
     } else {
       probabilities(Int<0>{});
     }
-    Tensor rP = make_tensor<Element>(partition_shape_A(mma_kv, Shape<Int<kBlockN>, Int<kBlockM>>{}));
-    convert_to_a_operand<Element>(acc_s, rP);
-    wgmma_issue</*kZeroInit=*/false>(mma_kv, rP, tDVrdOt(_, _, _, stage), acc_dv);  // dV += P^T dO
+    if constexpr (Traits::kSplitFeatures) {
+      store_accumulator<Element>(acc_s, tPtsPt);
+      wgmma_wait<0>(acc_dp);
+      score_gradients_transposed<kSoftcap>(s_rc, dp_rc, dtanh_rc, coords_rc, row_d);
+      store_accumulator<Element>(acc_dp, tDsTsDsT);
+      make_tile_visible_to_wgmma();
+      __syncthreads();  // P^T and dS^T of both warpgroups are in shared memory
 
-    wgmma_wait<1>(acc_dp);  // dP^T; dV may still run
-    score_gradients_transposed<kSoftcap>(s_rc, dp_rc, dtanh_rc, coords_rc, row_d);
-    Tensor rdS = make_tensor<Element>(partition_shape_A(mma_kv, Shape<Int<kBlockN>, Int<kBlockM>>{}));
-    convert_to_a_operand<Element>(acc_dp, rdS);
-    store_accumulator<Element>(acc_dp, tDsTsDsT);
-    make_tile_visible_to_wgmma();
-    __syncthreads();  // dS^T of both warpgroups is in shared memory
+      // wgmma groups complete in order: each dQ pass's atomics run while dV or dK does.
+      static_assert(Traits::kDqPasses == 2);
+      Tensor tDVrPt = thr_kv.partition_fragment_A(sPt);    // dV's and dK's A operands, in shared
+      Tensor tDKrDsT = thr_kv.partition_fragment_A(sDsT);  // memory (descriptors)
+      float* dq_rows = p.dq_accum + dq_accum_offset(p, seq, batch, m0, head);
+      const int64_t dq_pitch = static_cast<int64_t>(f.h_q) * p.dq_accum_head_dim;
+      Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<Traits::kDqFeaturesPerPass>>{});
+      wgmma_issue</*kZeroInit=*/true>(mma_dq, tDQrDs, tDQrKt(_, _, _, 0), acc_dq);         // dQ, first features
+      wgmma_issue</*kZeroInit=*/false>(mma_kv, tDVrPt, tDVrdOt(_, _, _, stage), acc_dv);   // dV += P^T dO
+      wgmma_wait<1>(acc_dq);
+      atomic_add_fragment(dq_rows, dq_pitch, acc_dq, coords_dq);
+      wgmma_issue</*kZeroInit=*/true>(mma_dq, tDQrDs, tDQrKt(_, _, _, 1), acc_dq);         // dQ, the others
+      wgmma_issue</*kZeroInit=*/false>(mma_kv, tDKrDsT, tDKrQt(_, _, _, stage), acc_dk);   // dK += dS^T Q
+      wgmma_wait<1>(acc_dq);
+      atomic_add_fragment(dq_rows + Traits::kDqFeaturesPerPass, dq_pitch, acc_dq, coords_dq);
+      wgmma_wait<0>(acc_dv, acc_dk);  // closes the step (see below)
+    } else {
+      Tensor rP = make_tensor<Element>(partition_shape_A(mma_kv, Shape<Int<kBlockN>, Int<kBlockM>>{}));
+      convert_to_a_operand<Element>(acc_s, rP);
+      wgmma_issue</*kZeroInit=*/false>(mma_kv, rP, tDVrdOt(_, _, _, stage), acc_dv);  // dV += P^T dO
 
-    // dQ before dK: wgmma groups complete in order, so the dQ atomics below run while dK does.
-    Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
-    wgmma_issue</*kZeroInit=*/true>(mma_dq, tDQrDs, tDQrKt, acc_dq);                 // dQ = dS K
-    wgmma_issue</*kZeroInit=*/false>(mma_kv, rdS, tDKrQt(_, _, _, stage), acc_dk);  // dK += dS^T Q
-    wgmma_wait<1>(acc_dv, rP, acc_dq);
-    atomic_add_fragment(p.dq_accum + dq_accum_offset(p, seq, batch, m0, head),
-                        static_cast<int64_t>(f.h_q) * p.dq_accum_head_dim, acc_dq, coords_dq);
-    // dK's wait closes the step: a wgmma group left in flight across the loop's back edge made
-    // ptxas serialise every wgmma of the kernel (warning C7515), wherever the wait was placed.
-    wgmma_wait<0>(acc_dk, rdS);
+      wgmma_wait<1>(acc_dp);  // dP^T; dV may still run
+      score_gradients_transposed<kSoftcap>(s_rc, dp_rc, dtanh_rc, coords_rc, row_d);
+      Tensor rdS = make_tensor<Element>(partition_shape_A(mma_kv, Shape<Int<kBlockN>, Int<kBlockM>>{}));
+      convert_to_a_operand<Element>(acc_dp, rdS);
+      store_accumulator<Element>(acc_dp, tDsTsDsT);
+      make_tile_visible_to_wgmma();
+      __syncthreads();  // dS^T of both warpgroups is in shared memory
+
+      // dQ before dK: wgmma groups complete in order, so the dQ atomics below run while dK does.
+      Tensor acc_dq = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<kHeadDim>>{});
+      wgmma_issue</*kZeroInit=*/true>(mma_dq, tDQrDs, tDQrKt(_, _, _, 0), acc_dq);     // dQ = dS K (one pass)
+      wgmma_issue</*kZeroInit=*/false>(mma_kv, rdS, tDKrQt(_, _, _, stage), acc_dk);  // dK += dS^T Q
+      wgmma_wait<1>(acc_dv, rP, acc_dq);
+      atomic_add_fragment(p.dq_accum + dq_accum_offset(p, seq, batch, m0, head),
+                          static_cast<int64_t>(f.h_q) * p.dq_accum_head_dim, acc_dq, coords_dq);
+      // dK's wait closes the step: a wgmma group left in flight across the loop's back edge made
+      // ptxas serialise every wgmma of the kernel (warning C7515), wherever the wait was placed.
+      wgmma_wait<0>(acc_dk, rdS);
+    }
   }
 
   cp_async_wait<0>();  // K / V loads of a CTA whose keys no query sees

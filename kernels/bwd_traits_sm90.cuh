@@ -1,8 +1,8 @@
 // bwd_traits_sm90.cuh — compile-time shape of the sm90 (wgmma) backward: tiles, the four wgmma
 // kinds, shared-memory layouts.
 //
-// One CTA owns 128 keys of one K/V head; its two warpgroups own 64 keys each. Per query tile of
-// m = 64 rows (128 at d = 64, tile_shape.h):
+// Up to d = 128 one CTA owns 128 keys of one K/V head; its two warpgroups own 64 keys each. Per
+// query tile of m = 64 rows (128 at d = 64, tile_shape.h):
 //   S^T  = K Q^T     (128 x m)   A = K, B = Q: both K-major in shared memory
 //   dP^T = V dO^T    (128 x m)   A = V, B = dO
 //   dV  += P^T dO    (128 x d)   A = P^T from registers (S^T's accumulator, converted), B = dO
@@ -13,10 +13,17 @@
 // Computing the transposed products makes every key's values live in one thread quad, as rows,
 // so P^T and dS^T need no transpose to become the A operands of dV and dK.
 //
+// Above d = 128 (kSplitFeatures) one CTA owns 64 keys and the warpgroups split the work instead
+// of the keys: S^T and dP^T by query columns (m / 2 each), dV, dK and dQ by features (d / 2
+// each). A warpgroup then holds only half of a key's P^T and dS^T, so both go to shared memory and
+// dV / dK read their A operand from there; in exchange dK + dV take 128 registers, not 256.
+//
 // Every tile is K-major with the 128-byte swizzle (GMMA::Layout_K_SW128_Atom: rows of 64
 // elements), which the sm80 row loaders (16-byte cp.async) fill unchanged; the MN-major operands
 // are views of the same bytes with coordinates swapped.
 #pragma once
+
+#include <type_traits>
 
 #include <cute/arch/mma_sm90.hpp>
 #include <cute/atom/mma_traits_sm90_gmma.hpp>
@@ -37,23 +44,38 @@ struct BwdTraitsSm90 {
   static constexpr int kNWarps = kShape.num_warps;
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kStages = kBwdStagesSm90;
-  static_assert(kHeadDim % 64 == 0 && kHeadDim <= 128, "rows of 64-element swizzle atoms; dK + dV registers");
-  static_assert(kBlockN == 64 * (kNWarps / 4) && kBlockM % 64 == 0, "one warpgroup per 64 keys; whole swizzle rows of dS");
+  static constexpr bool kSplitFeatures = bwd_split_features_sm90(kHeadDim);
+  static constexpr int kWarpgroups = kNWarps / 4;
+  static_assert(kHeadDim % 64 == 0 && kHeadDim <= 256, "rows of 64-element swizzle atoms");
+  static_assert(kBlockN == (kSplitFeatures ? 64 : 64 * kWarpgroups) && kBlockM % 64 == 0,
+                "64 keys per warpgroup (all 64 when the features are split); whole swizzle rows of dS");
 
   using Major = cute::GMMA::Major;
-  using KeysOnWarpgroups = cute::Layout<cute::Shape<cute::Int<kNWarps / 4>, cute::_1, cute::_1>>;
-  using FeaturesOnWarpgroups = cute::Layout<cute::Shape<cute::_1, cute::Int<kNWarps / 4>, cute::_1>>;
-  // S^T and dP^T: (kBlockN, kBlockM), k = head dim.
+  using KeysOnWarpgroups = cute::Layout<cute::Shape<cute::Int<kWarpgroups>, cute::_1, cute::_1>>;
+  using FeaturesOnWarpgroups = cute::Layout<cute::Shape<cute::_1, cute::Int<kWarpgroups>, cute::_1>>;
+  using QueriesOnWarpgroups = FeaturesOnWarpgroups;  // the N of S^T / dP^T is the query column
+  // S^T and dP^T: (kBlockN, kBlockM), k = head dim; by keys, or by query columns when split.
+  static constexpr int kSdPColumnsPerWarpgroup = kSplitFeatures ? kBlockM / kWarpgroups : kBlockM;
   using TiledMmaSdP = decltype(cute::make_tiled_mma(
-      cute::GMMA::ss_op_selector<Element, Element, float, cute::Shape<cute::_64, cute::Int<kBlockM>, cute::Int<kHeadDim>>>(),
-      KeysOnWarpgroups{}));
-  // dV and dK: (kBlockN, kHeadDim), k = query rows.
-  using TiledMmaKV = decltype(cute::make_tiled_mma(
-      cute::GMMA::rs_op_selector<Element, Element, float, cute::Shape<cute::_64, cute::Int<kHeadDim>, cute::Int<kBlockM>>,
-                                 Major::K, Major::MN>(),
-      KeysOnWarpgroups{}));
-  // dQ: (kBlockM, kHeadDim), k = keys; each warpgroup kHeadDim / 2 features.
-  static constexpr int kDqFeaturesPerWarpgroup = kHeadDim / (kNWarps / 4);
+      cute::GMMA::ss_op_selector<Element, Element, float,
+                                 cute::Shape<cute::_64, cute::Int<kSdPColumnsPerWarpgroup>, cute::Int<kHeadDim>>>(),
+      std::conditional_t<kSplitFeatures, QueriesOnWarpgroups, KeysOnWarpgroups>{}));
+  // dV and dK: (kBlockN, kHeadDim), k = query rows. A = P^T / dS^T from registers; when split,
+  // from shared memory (K-major: queries contiguous), each warpgroup d / 2 features.
+  static constexpr int kKVFeaturesPerWarpgroup = kSplitFeatures ? kHeadDim / kWarpgroups : kHeadDim;
+  using KVShape = cute::Shape<cute::_64, cute::Int<kKVFeaturesPerWarpgroup>, cute::Int<kBlockM>>;
+  using TiledMmaKV = std::conditional_t<
+      kSplitFeatures,
+      decltype(cute::make_tiled_mma(cute::GMMA::ss_op_selector<Element, Element, float, KVShape, Major::K, Major::MN>(),
+                                    FeaturesOnWarpgroups{})),
+      decltype(cute::make_tiled_mma(cute::GMMA::rs_op_selector<Element, Element, float, KVShape, Major::K, Major::MN>(),
+                                    KeysOnWarpgroups{}))>;
+  // dQ: (kBlockM, kHeadDim), k = keys, in kDqPasses passes over the features, each warpgroup half
+  // of a pass's features. Two passes when split, so that dQ's accumulator (64 registers) fits
+  // next to dK and dV (128) while they run.
+  static constexpr int kDqPasses = kSplitFeatures ? 2 : 1;
+  static constexpr int kDqFeaturesPerPass = kHeadDim / kDqPasses;
+  static constexpr int kDqFeaturesPerWarpgroup = kDqFeaturesPerPass / kWarpgroups;
   using TiledMmaDq = decltype(cute::make_tiled_mma(
       cute::GMMA::ss_op_selector<Element, Element, float,
                                  cute::Shape<cute::_64, cute::Int<kDqFeaturesPerWarpgroup>, cute::Int<kBlockN>>, Major::MN,
@@ -82,7 +104,8 @@ struct BwdTraitsSm90 {
   static constexpr int kSmemKVElems = kBlockN * kHeadDim;
   static constexpr int kSmemQElems = kStages * kBlockM * kHeadDim;
   static constexpr int kSmemDsElems = kBlockN * kBlockM;
-  static constexpr int kSmemBytes = (2 * kSmemKVElems + 2 * kSmemQElems + kSmemDsElems) * int(sizeof(Element)) +
+  static constexpr int kSmemPElems = kSplitFeatures ? kBlockN * kBlockM : 0;  // P^T, same layout as dS^T
+  static constexpr int kSmemBytes = (2 * kSmemKVElems + 2 * kSmemQElems + kSmemDsElems + kSmemPElems) * int(sizeof(Element)) +
                                     kStages * 2 * kBlockM * 4;
   static_assert(kSmemBytes == bwd_smem_bytes_sm90(kHeadDim, int(sizeof(Element))), "host and device agree");
   // The 128-byte swizzle is a function of address bits 4..9: every tile must start 1024-byte aligned.

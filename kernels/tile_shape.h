@@ -107,25 +107,36 @@ constexpr int bwd_smem_bytes_sm80(int head_dim, int element_size) {
          bwd_stages_sm80(head_dim) * 2 * 64 * 4;
 }
 
-// sm90 backward (wgmma, fused dQ only): one CTA per 128 keys, two warpgroups of 64 keys each, over
-// query tiles of 64 rows (128 at d = 64). The transposed products S^T = K Q^T and dP^T = V dO^T put a key's
-// values in one warpgroup's registers, so P^T and dS^T feed dV += P^T dO and dK += dS^T Q as
-// register A operands (no shared-memory round trip); only dS goes to shared memory, for dQ = dS K.
+// sm90 backward (wgmma, fused dQ only). Up to d = 128: one CTA per 128 keys, two warpgroups of 64
+// keys each, over query tiles of 64 rows (128 at d = 64). The transposed products S^T = K Q^T and
+// dP^T = V dO^T put a key's values in one warpgroup's registers, so P^T and dS^T feed
+// dV += P^T dO and dK += dS^T Q as register A operands (no shared-memory round trip); only dS goes
+// to shared memory, for dQ = dS K.
 // Registers at d = 128: dK, dV 64 each, S^T, dP^T 32 each, dQ 32 (d / 2 features per warpgroup).
-// Up to d = 128: at d = 256 dK and dV alone would take 256 registers.
 // At d = 64 the products are half as long, so a step's fixed costs (two barriers, the row
 // statistics, the loads' issue) weigh twice as much: 128 query rows per step there, which the
 // halved dK / dV accumulators leave registers for (S^T and dP^T then take 64 each).
-constexpr TileShape bwd_tile_shape_sm90(int head_dim) { return TileShape{head_dim <= 64 ? 128 : 64, 128, 8}; }
+// Above d = 128 dK and dV of 64 keys would take 256 registers of one warpgroup, so the two
+// warpgroups split the features instead (bwd_traits_sm90.cuh, kSplitFeatures): one CTA per 64 keys,
+// each warpgroup computes S^T and dP^T for half of the 64 query columns, P^T and dS^T go through
+// shared memory, and each warpgroup accumulates dK and dV (64 registers each) and dQ (64) for half
+// of the features.
+constexpr bool bwd_split_features_sm90(int head_dim) { return head_dim > 128; }
+
+constexpr TileShape bwd_tile_shape_sm90(int head_dim) {
+  return TileShape{head_dim <= 64 ? 128 : 64, bwd_split_features_sm90(head_dim) ? 64 : 128, 8};
+}
 
 constexpr int kBwdStagesSm90 = 2;
 
-// K, V (128 x d), kBwdStagesSm90 x (Q, dO) (64 x d), dS (128 x 64), kBwdStagesSm90 x (LSE, D)
-// rows. 145 KiB at d = 128, 130 KiB at d = 64.
+// K, V (block_n x d), kBwdStagesSm90 x (Q, dO) (block_m x d), dS^T (and P^T when the features are
+// split: block_n x block_m), kBwdStagesSm90 x (LSE, D) rows. 145 KiB at d = 128, 130 KiB at d = 64,
+// 209 KiB at d = 256.
 constexpr int bwd_smem_bytes_sm90(int head_dim, int element_size) {
   return (2 * bwd_tile_shape_sm90(head_dim).block_n * head_dim +
           2 * kBwdStagesSm90 * bwd_tile_shape_sm90(head_dim).block_m * head_dim +
-          bwd_tile_shape_sm90(head_dim).block_n * bwd_tile_shape_sm90(head_dim).block_m) * element_size +
+          (bwd_split_features_sm90(head_dim) ? 2 : 1) * bwd_tile_shape_sm90(head_dim).block_n *
+              bwd_tile_shape_sm90(head_dim).block_m) * element_size +
          kBwdStagesSm90 * 2 * bwd_tile_shape_sm90(head_dim).block_m * 4;
 }
 

@@ -93,12 +93,12 @@ def variants(preset, direction="fwd"):
                     add("sm90", dtype, head_dim, False, kv_load="strided", suffix=False)
 
     if "sm90" in config["paths"] and direction == "bwd":
-        # The wgmma backward (bwd_kernel_sm90.cuh): fused dQ only, no dropout, d = 64 and 128 (the
-        # 128-byte swizzle needs rows of 64 elements; above d = 128 the dK and dV accumulators of
-        # a 64-key warpgroup would not fit its registers).
+        # The wgmma backward (bwd_kernel_sm90.cuh): fused dQ only, no dropout, d = 64, 128 and 256
+        # (the 128-byte swizzle needs rows of 64 elements, the strided loader whole rows per pass
+        # of 256 threads: not d = 192; at d = 256 the warpgroups split the features, tile_shape.h).
         for dtype in config["dtypes"]:
             for head_dim in config["head_dims"]:
-                if head_dim in (64, 128):
+                if head_dim in (64, 128, 256):
                     add("sm90", dtype, head_dim, False)
 
     for path in ("sm80",):

@@ -824,6 +824,12 @@ std::vector<FwdSpec> bwd_specs() {
   { FwdSpec s{.name = "Fp16Hd256Dropout", .dtype = FLASHPLUS_DTYPE_FLOAT16, .batch = 1, .s_q = 70, .s_k = 130, .h_q = 4, .h_k = 2, .d = 256, .causal = true, .dropout = 0.1f}; add(s); }
   // d = 256 (one Q / dO buffer): several query tiles per key tile, GQA, a ragged causal edge.
   { FwdSpec s{.name = "Hd256CausalGqaTiles", .batch = 2, .s_q = 300, .s_k = 333, .h_q = 4, .h_k = 2, .d = 256, .causal = true}; add(s); }
+  // The sm90 d = 256 backward splits query columns and features over its warpgroups, with P^T and
+  // dS^T in shared memory: its masks per column half (window both sides, ALiBi, varlen with a
+  // one-row and an empty-key-overlap sequence), softcap's chain rule, and head dims padded to 256.
+  { FwdSpec s{.name = "Hd256VarlenWindowAlibi", .h_q = 4, .h_k = 2, .d = 256, .lens_q = {1, 130, 77}, .lens_k = {65, 200, 77}, .window_left = 50, .window_right = 10, .alibi = 1}; add(s); }
+  { FwdSpec s{.name = "Hd256SoftcapLong", .batch = 1, .s_q = 200, .s_k = 300, .h_q = 2, .h_k = 2, .d = 256, .softcap = 20.f, .input_scale = 2.0}; add(s); }
+  { FwdSpec s{.name = "Hd200CausalSqLonger", .batch = 2, .s_q = 150, .s_k = 100, .h_q = 2, .h_k = 1, .d = 200, .causal = true}; add(s); }
   { FwdSpec s{.name = "Hd192Varlen", .h_q = 2, .h_k = 2, .d = 192, .lens_q = {50, 129}, .lens_k = {80, 129}}; add(s); }
   { FwdSpec s{.name = "Fp16Hd96Softcap", .dtype = FLASHPLUS_DTYPE_FLOAT16, .s_q = 111, .s_k = 150, .d = 96, .softcap = 15.f, .input_scale = 2.0}; add(s); }
   // Shapes for the sm90 backward's 128-key CTAs and transposed masks: key ranges that end inside a
