@@ -7,7 +7,7 @@ NCU_SHAPES picks other dense shapes: "b,s,h,d[,c]" entries separated by spaces (
 NCU_SHAPES="32,512,16,128 4,4096,16,128" to compare a short-sequence forward with a long one.
 NCU_PEERS=1 also runs torch SDPA's FLASH backend (FA2) on each shape (profile its kernels with
 NCU_KERNELS="regex:fwd_kernel|flash_fwd|flash_bwd"); NCU_PAGED=1 adds a paged decode call (b = 64,
-8k context, page size 16).
+8k context, page size 16) and the same decode with contiguous K/V.
 Usage (device): FLASHPLUS_LIBRARY=... PYTHONPATH=python python3 tools/ncu_workload.py"""
 import os
 
@@ -41,12 +41,15 @@ def main():
                 ref = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=causal)
                 torch.autograd.grad(ref, (qt, kt, vt), torch.randn_like(ref))
     if os.environ.get("NCU_PAGED"):
+        # The same decode paged and contiguous, to compare the two loaders' kernels.
         b, ctx, page = 64, 8192, 16
         qd = torch.randn(b, 1, 32, 128, device=dev, dtype=dt)
         kc = torch.randn(b * ctx // page, page, 4, 128, device=dev, dtype=dt)
         table = torch.randperm(b * ctx // page, device=dev, dtype=torch.int32).reshape(b, ctx // page)
         lens = torch.full((b,), ctx, dtype=torch.int32, device=dev)
         flash_attn_with_kvcache(qd, kc, kc, cache_seqlens=lens, block_table=table)
+        kd = kc.reshape(b, ctx, 4, 128)
+        flash_attn_with_kvcache(qd, kd, kd, cache_seqlens=lens)
     if not os.environ.get("NCU_SHAPES"):
         qd = torch.randn(1, 1, 32, 128, device=dev, dtype=dt)
         kc = torch.randn(1, 8192, 4, 128, device=dev, dtype=dt)
