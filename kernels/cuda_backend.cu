@@ -266,6 +266,8 @@ bool kv_layout_fits(const FwdProblem& p, kernels::KvLoad kv_load, int compiled_h
   const bool paged = p.seqs.block_table != nullptr;
   if (kv_load == kernels::KvLoad::kAny) return true;
   if (paged != (kv_load == kernels::KvLoad::kPaged)) return false;
+  // The paged loader's row table holds one offset per key row for both K and V.
+  if (paged && (p.k.batch_stride != p.v.batch_stride || p.k.row_stride != p.v.row_stride)) return false;
   return p.head_dim % 8 == 0 && aligned(p.k) && aligned(p.v) && kernels::fixed_column_loads(compiled_head_dim, threads);
 }
 

@@ -93,13 +93,17 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   if (!range.empty()) {
     using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, Traits::kKvLoad>;
     constexpr bool kMayPage = Traits::kKvLoad != KvLoad::kStrided;
-    int2* paged_rows = kMayPage ? reinterpret_cast<int2*>(smem_v + Traits::kSmemKVElems) : nullptr;
-    const bool paged = kMayPage && seq.pages != nullptr;
+    // The shared row table (fill_paged_rows) where K and V can share it; the paged-only loader is
+    // picked only for such calls (kv_layout_fits), the general one gathers the others row by row.
+    int64_t* paged_rows = kMayPage && (Traits::kKvLoad == KvLoad::kPaged || paged_offsets_shared(p.k, p.v))
+                              ? reinterpret_cast<int64_t*>(smem_v + Traits::kSmemKVElems)
+                              : nullptr;
+    const bool paged = seq.pages != nullptr && paged_rows != nullptr;
     const Loader k_loader(p.k, seq, kv_head, p.head_dim, tid, paged_rows);
     const Loader v_loader(p.v, seq, kv_head, p.head_dim, tid, paged_rows);
     // Paged K/V: the row table of key tile n is written before the barrier that precedes its
     // first load (K), into buffer n % 2, which the loads of tile n + 2 reuse.
-    auto fill_rows = [&](int n_block) { fill_paged_rows<kBlockN, kNThreads>(paged_rows, seq, n_block * kBlockN, tid); };
+    auto fill_rows = [&](int n_block) { fill_paged_rows<kBlockN, kNThreads, Element>(paged_rows, seq, p.k, n_block * kBlockN, tid); };
     auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
     auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
 

@@ -21,6 +21,18 @@ __device__ __forceinline__ void cp_async_16(void* smem_dst, const void* gmem_src
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem_src));
 }
 
+// 16 bytes from gmem_src when `copy`, else 16 zero bytes (src-size 0: nothing is read, so
+// gmem_src may be any address). One predicate-free instruction for both cases, where an if / else
+// with a shared-memory zero store costs a branch per chunk.
+__device__ __forceinline__ void cp_async_16_or_zero(void* smem_dst, const void* gmem_src, bool copy) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(copy ? 16 : 0));
+}
+
+// Waits for every cp.async this thread issued (an extra, empty commit group is harmless to
+// callers that wait for all groups).
+__device__ __forceinline__ void cp_async_wait_own() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
 // Up to 8 elements (the rest zero) gathered with 2-byte loads, packed for one 16-byte store. Packing in
 // registers matters: element-wise shared stores here once drove ptxas to a 32-register allocation
 // with kilobytes of spills for the whole kernel.

@@ -40,8 +40,8 @@ constexpr bool fixed_column_loads(int head_dim, int num_threads) { return num_th
 // loop registers, spills and compile time (key_tile_loader_sm80.cuh).
 enum class KvLoad : int { kAny = 0, kStrided = 1, kPaged = 2 };
 
-// Shared memory of the paged K/V row table (key_tile_loader_sm80.cuh): (page, row in page) of
-// each key row of a tile, two tiles' worth. Only variants whose loader can read paged K/V have it.
+// Shared memory of the paged K/V row table (key_tile_loader_sm80.cuh): the 64-bit element offset
+// of each key row of a tile, two tiles' worth. Only variants whose loader can read paged K/V have it.
 constexpr int paged_table_bytes(int block_n) { return 2 * block_n * 8; }
 
 // Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile (+ the paged row table
