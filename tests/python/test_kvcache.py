@@ -20,13 +20,16 @@ CASES = [
     dict(s_q=2, s_new=2, paged=16, causal=True, rotary="interleaved"),
     dict(s_q=1, s_new=1, paged=5, leftpad=True),
     dict(s_q=5, s_new=0, paged=256, causal=True),
+    # V pages a different stride apart than K pages: the loaders that share one row table between
+    # K and V must not serve it (CUDA: the general gather).
+    dict(s_q=1, s_new=1, paged=16, causal=True, v_page_pad=3),
 ]
 
 
 def run_kvcache(device, dtype, *, b=3, s_q=1, s_new=1, h_q=4, h_k=2, d=64, s_cache=70,
                 causal=False, window=(-1, -1), softcap=0.0, alibi=False, rotary=None,
                 rotary_dim=None, leftpad=False, batch_idx=False, paged=None, num_splits=0,
-                seqlens_int=False):
+                seqlens_int=False, v_page_pad=0):
     require_build(device, dtype, d)
     b_cache = b + 2 if batch_idx else b
     k_cache = rand(b_cache, s_cache, h_k, d, dtype=dtype)
@@ -74,8 +77,9 @@ def run_kvcache(device, dtype, *, b=3, s_q=1, s_new=1, h_q=4, h_k=2, d=64, s_cac
         order = torch.randperm(b_cache * pages_per_seq + 2)[: b_cache * pages_per_seq]
         table = order.view(b_cache, pages_per_seq)[idx.long()].to(torch.int32)
 
-        def to_pages(cache):
-            pages = rand(b_cache * pages_per_seq + 2, paged, h_k, d, dtype=dtype)
+        def to_pages(cache, pad_rows=0):
+            # pad_rows: each page is a view into pages of paged + pad_rows rows (a larger page stride).
+            pages = rand(b_cache * pages_per_seq + 2, paged + pad_rows, h_k, d, dtype=dtype)[:, :paged]
             padded = torch.zeros(b_cache, pages_per_seq * paged, h_k, d, dtype=dtype)
             padded[:, :s_cache] = cache
             pages[order] = padded.view(b_cache * pages_per_seq, paged, h_k, d)
@@ -85,7 +89,7 @@ def run_kvcache(device, dtype, *, b=3, s_q=1, s_new=1, h_q=4, h_k=2, d=64, s_cac
             full = pages[order].view(b_cache, pages_per_seq * paged, h_k, d)[:, :s_cache]
             return full[idx.long()]
 
-        k_in, v_in = to_pages(k_cache), to_pages(v_cache)
+        k_in, v_in = to_pages(k_cache), to_pages(v_cache, v_page_pad)
         exp_k, exp_v = exp_k[idx.long()], exp_v[idx.long()]
     else:
         k_in, v_in = k_cache.clone(), v_cache.clone()
@@ -94,6 +98,10 @@ def run_kvcache(device, dtype, *, b=3, s_q=1, s_new=1, h_q=4, h_k=2, d=64, s_cac
         return None if t is None else t.to(device)
 
     k_dev, v_dev = dev(k_in), dev(v_in)
+    if v_page_pad:  # .to(device) keeps the view's strides only on the same device: rebuild them
+        v_dev = torch.empty(v_in.shape[0], paged + v_page_pad, h_k, d, dtype=dtype, device=device)[:, :paged]
+        v_dev.copy_(v_in)
+        assert v_dev.stride(0) != k_dev.stride(0)
     out, lse = flash_attn_with_kvcache(
         dev(q), k_dev, v_dev, dev(k_new), dev(v_new), rotary_cos=dev(cos), rotary_sin=dev(sin),
         cache_seqlens=41 if seqlens_int else dev(seqlens),
