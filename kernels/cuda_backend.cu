@@ -443,6 +443,10 @@ Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
   if (!s.is_ok()) return s;
   s = select_variant("backward", kBwdVariants, p.q.dtype, p.head_dim, p.dropout.p > 0.f, p.device.index, variant);
   if (!s.is_ok() || choice == PathChoice::kSm80) return s;
+  // The split-feature sm90 backward (d > 128) was written and compiled in session 11 but has not
+  // run on a GPU yet (no device machine could be started): until its tests pass there, only an
+  // explicit FLASHPLUS_KERNEL_PATH=sm90 (the tests, A/B timing) sends calls to it.
+  if (choice == PathChoice::kAuto && kernels::bwd_split_features_sm90(variant->head_dim)) return s;
   std::string why_not;
   if (const BwdVariant* sm90 = sm90_bwd_variant(p, *variant, why_not)) {
     variant = sm90;
