@@ -49,7 +49,8 @@ def main():
     sdpa = torch.nn.functional.scaled_dot_product_attention
     qt = q.transpose(1, 2)
     host_time("SDPA b=1 s=128 h=16", lambda: sdpa(qt, qt, qt))
-    for b, ctx, page in [(1, 8192, 0), (1, 131072, 0), (64, 8192, 0), (64, 8192, 16)]:
+    for b, ctx, page in [(1, 1024, 0), (1, 1024, 16), (1, 8192, 0), (1, 8192, 16), (1, 131072, 0), (64, 8192, 0),
+                         (64, 8192, 16)]:
         q = torch.randn(b, 1, 32, 128, device=dev, dtype=dt)
         lens = torch.full((b,), ctx, dtype=torch.int32, device=dev)
         table = None
