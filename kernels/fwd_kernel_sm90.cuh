@@ -185,9 +185,10 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
   finish_query_tile<Traits>(p, seq, rows, tile, softmax, acc_o, 1.f, sQ, tid);
 }
 
-// One CTA per SM: 256 threads at up to 255 registers each fill the register file.
+// One CTA per SM (256 threads at up to 255 registers each fill the register file), two at d = 64
+// (tile_shape.h: fwd_tile_shape_sm90).
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads, 1) fwd_kernel_sm90(const __grid_constant__ FwdParams p) {
+__global__ void __launch_bounds__(Traits::kNThreads, Traits::kCtasPerSm) fwd_kernel_sm90(const __grid_constant__ FwdParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) char smem[];
   const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));

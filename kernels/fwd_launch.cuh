@@ -13,10 +13,18 @@
 namespace flashplus {
 namespace kernels {
 
-template <int kNThreads, int kSmemBytes, typename Kernel>
+// kCtasPerSm > 1: the kernel is built to share an SM with more CTAs of itself, so the SM's
+// L1 / shared-memory split is asked to give shared memory the most (the default split may hold
+// only one such CTA's shared memory).
+template <int kNThreads, int kSmemBytes, int kCtasPerSm = 1, typename Kernel>
 cudaError_t launch_fwd_grid(Kernel kernel, const FwdParams& params, cudaStream_t stream) {
   if constexpr (kSmemBytes > 48 * 1024) {
     const cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (status != cudaSuccess) return status;
+  }
+  if constexpr (kCtasPerSm > 1) {
+    const cudaError_t status =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
     if (status != cudaSuccess) return status;
   }
   const int64_t grid = StaticTileScheduler::grid_size(params);

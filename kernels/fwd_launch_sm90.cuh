@@ -16,7 +16,7 @@ namespace kernels {
 template <typename Element, int kHeadDim>
 cudaError_t launch_fwd_sm90(const FwdParams& params, cudaStream_t stream) {
   using Traits = FwdTraitsSm90<Element, kHeadDim>;
-  return launch_fwd_grid<Traits::kNThreads, Traits::kSmemBytes>(fwd_kernel_sm90<Traits>, params, stream);
+  return launch_fwd_grid<Traits::kNThreads, Traits::kSmemBytes, Traits::kCtasPerSm>(fwd_kernel_sm90<Traits>, params, stream);
 }
 
 }  // namespace kernels

@@ -14,6 +14,9 @@ struct TileShape {
   int block_m;    // query rows per tile
   int block_n;    // key rows per tile
   int num_warps;  // warps per CTA
+  // CTAs per SM the kernel is compiled for (__launch_bounds__'s minimum): registers per thread are
+  // capped at what that many CTAs leave each thread (255 at one CTA of up to 8 warps).
+  int min_ctas_per_sm = 1;
 };
 
 // sm80 path (mma.sync m16n8k16). Up to d = 128, 4 warps each own 32 query rows; above that the
@@ -57,7 +60,9 @@ constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size, bool decode_ti
 // thread, allocated per warp in units of 256), shared memory (each block also costs 1 KiB of
 // reserved shared memory) and the resident-block limit (16 on the smallest sm80+ parts).
 constexpr int ctas_per_sm(const TileShape& tile, int smem_bytes, int smem_per_sm) {
-  const int by_registers = 65536 / (tile.num_warps * 32 * 256);
+  const int threads = tile.num_warps * 32;
+  const int registers_cap = 65536 / (threads * tile.min_ctas_per_sm);
+  const int by_registers = 65536 / (threads * (registers_cap < 256 ? registers_cap : 256));
   const int by_smem = smem_per_sm / (smem_bytes + 1024);
   const int limit = by_registers < by_smem ? by_registers : by_smem;
   return limit < 1 ? 1 : limit > 16 ? 16 : limit;
@@ -69,11 +74,18 @@ constexpr int ctas_per_sm(const TileShape& tile, int smem_bytes, int smem_per_sm
 enum class KernelPath : int { kSm80 = 80, kSm90 = 90 };
 
 // sm90 forward (wgmma): two warpgroups, each owning 64 query rows of a 128-row tile (wgmma's M is
-// 64 per warpgroup), K/V double-buffered. 128 keys per tile up to d = 128: S takes 64 fp32
-// registers per thread and O d / 2, so a bigger key tile halves the softmax's per-tile overhead at
-// no cost in spills. d = 256: O alone holds 128 registers and two stages of 128-key K/V tiles
-// would exceed the 227 KiB of shared memory a block may have, so 64 keys.
-constexpr TileShape fwd_tile_shape_sm90(int head_dim) { return TileShape{128, head_dim <= 128 ? 128 : 64, 8}; }
+// 64 per warpgroup), K/V double-buffered. d = 128: 128 keys per tile; S takes 64 fp32 registers
+// per thread and O d / 2, so a bigger key tile halves the softmax's per-tile overhead at no cost in
+// spills. d = 256: O alone holds 128 registers and two stages of 128-key K/V tiles would exceed
+// the 227 KiB of shared memory a block may have, so 64 keys.
+// d = 64: two CTAs per SM of 64-key tiles. A CTA's warpgroups share one barrier per step, so while
+// a CTA waits at it or runs its softmax its tensor cores idle; at d = 64 the MMAs of a step are
+// half as long as at d = 128 while that cost is the same, and with one CTA per SM (128-key tiles)
+// the kernel ran at 0.92-1.02x of the sm80 one. A second CTA issues its MMAs in those gaps; it
+// needs <= 128 registers per thread (S of 64 keys is 32, O 32) and 80 KiB of shared memory each.
+constexpr TileShape fwd_tile_shape_sm90(int head_dim) {
+  return head_dim <= 64 ? TileShape{128, 64, 8, 2} : TileShape{128, head_dim <= 128 ? 128 : 64, 8};
+}
 
 constexpr int kFwdStagesSm90 = 2;
 

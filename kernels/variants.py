@@ -83,13 +83,13 @@ def variants(preset, direction="fwd"):
     if "sm90" in config["paths"] and direction == "fwd":
         # The wgmma forward: one strided-K/V variant per dtype and head dim (the 128-byte swizzle
         # needs rows of 64 elements, the strided loader whole rows per pass of 256 threads, so
-        # d = 96 / 192 stay on sm80, natively). Not d = 64: there the
-        # tile's MMAs are half as long while the softmax costs the same, and the sm90 kernel ran at
-        # 0.92-1.02x of the sm80 one, 10 of 12 shapes below 1.0x (H200, bench/RESULTS.md sweeps of
-        # 2026-11-22 08:56 and 2026-12-04 16:21, two machines).
+        # d = 96 / 192 stay on sm80, natively). d = 64 runs two CTAs per SM (tile_shape.h); its
+        # one-CTA version ran at 0.92-1.02x of the sm80 kernel (H200, bench/RESULTS.md sweeps of
+        # 2026-11-22 08:56 and 2026-12-04 16:21), and the dispatch takes the two-CTA one only on
+        # request until a device run measures it (cuda_backend.cu: sm90_awaits_device_run).
         for dtype in config["dtypes"]:
             for head_dim in config["head_dims"]:
-                if head_dim % 64 == 0 and fixed_column_loads(head_dim, SM90_FWD_THREADS) and head_dim >= 128:
+                if head_dim % 64 == 0 and fixed_column_loads(head_dim, SM90_FWD_THREADS):
                     add("sm90", dtype, head_dim, False, kv_load="strided", suffix=False)
 
     if "sm90" in config["paths"] and direction == "bwd":
