@@ -50,7 +50,9 @@ __device__ __forceinline__ void atomic_add_fragment(float* rows, int64_t row_pit
 #pragma unroll
   for (int e = 0; e < size(acc); e += 2) {
     float* at = rows + get<0>(coords(e)) * row_pitch + get<1>(coords(e));
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(FLASHPLUS_ONE_PTX_FOR_ALL_ARCHS)
+#error "code that tests __CUDA_ARCH__ in a target whose PTX is made once for every architecture: list its variants in variants.py's needs_ptx_per_arch"
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     atomicAdd(reinterpret_cast<float2*>(at), make_float2(acc(e), acc(e + 1)));
 #else
     atomicAdd(at, acc(e));
