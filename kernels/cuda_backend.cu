@@ -311,16 +311,6 @@ Status path_choice(PathChoice& choice) {
   return Status::ok();
 }
 
-// sm90 variants that the automatic choice does not take yet, though the build has them: each was
-// written in a session whose device machine never started, so its tests have not run on a GPU and
-// nothing shows it is faster than the sm80 kernel it would replace. Only FLASHPLUS_KERNEL_PATH=sm90
-// runs them (the GPU tests do for every case with an sm90 twin, the timing harnesses for their
-// sm90 rows). An entry goes once a device run has passed the tests and measured the variant.
-//   forward d <= 64: two CTAs per SM (session 12, tile_shape.h);
-//   backward d > 128: the warpgroups split the features (session 11, bwd_traits_sm90.cuh).
-bool sm90_awaits_device_run(const FwdVariant& v) { return v.head_dim <= 64; }
-bool sm90_awaits_device_run(const BwdVariant& v) { return kernels::bwd_split_features_sm90(v.head_dim); }
-
 // K/V layouts a variant's loader reads: the forward's is a variant policy; the backward reads K/V
 // rows a fixed stride apart (dense or varlen, never paged).
 kernels::KvLoad kv_load_of(const FwdVariant& v) { return v.kv_load; }
@@ -394,7 +384,7 @@ Status select_fwd_variant(const FwdProblem& p, const FwdVariant*& variant) {
   if (choice != PathChoice::kSm80) {
     std::string why_not;
     const FwdVariant* sm90 = sm90_variant(p, *variant, why_not);
-    if (sm90 && (choice == PathChoice::kSm90 || !sm90_awaits_device_run(*sm90))) {
+    if (sm90) {
       variant = sm90;
       return Status::ok();
     }
@@ -456,7 +446,7 @@ Status select_bwd_variant(const BwdProblem& p, const BwdVariant*& variant) {
   if (!s.is_ok() || choice == PathChoice::kSm80) return s;
   std::string why_not;
   const BwdVariant* sm90 = sm90_bwd_variant(p, *variant, why_not);
-  if (sm90 && (choice == PathChoice::kSm90 || !sm90_awaits_device_run(*sm90))) {
+  if (sm90) {
     variant = sm90;
     return Status::ok();
   }

@@ -85,8 +85,8 @@ def variants(preset, direction="fwd"):
         # needs rows of 64 elements, the strided loader whole rows per pass of 256 threads, so
         # d = 96 / 192 stay on sm80, natively). d = 64 runs two CTAs per SM (tile_shape.h); its
         # one-CTA version ran at 0.92-1.02x of the sm80 kernel (H200, bench/RESULTS.md sweeps of
-        # 2026-11-22 08:56 and 2026-12-04 16:21), and the dispatch takes the two-CTA one only on
-        # request until a device run measures it (cuda_backend.cu: sm90_awaits_device_run).
+        # 2026-11-22 08:56 and 2026-12-04 16:21); the two-CTA one ran at 1.02-1.10x of it (H100,
+        # CudaFwdTiming, 2026-12-07).
         for dtype in config["dtypes"]:
             for head_dim in config["head_dims"]:
                 if head_dim % 64 == 0 and fixed_column_loads(head_dim, SM90_FWD_THREADS):
