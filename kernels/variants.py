@@ -233,13 +233,13 @@ def main():
 
     os.makedirs(args.out_dir, exist_ok=True)
     wanted = set()
-    sources = []
+    source_of = {}  # variant name -> its generated .cu file
     for v in vs:
         filename = v["name"] + ".cu"
         wanted.add(filename)
         path = os.path.join(args.out_dir, filename)
         write_if_changed(path, instantiation_source(v))
-        sources.append(path)
+        source_of[v["name"]] = path
     for stale in os.listdir(args.out_dir):  # variants of an earlier preset
         if stale.startswith(("fwd_", "bwd_")) and stale.endswith(".cu") and stale not in wanted:
             os.remove(os.path.join(args.out_dir, stale))
@@ -249,7 +249,6 @@ def main():
     def cmake_list(name, keep):
         chosen = sorted((v for v in vs if keep(v)), key=longest_compile_first)
         return f"set({name}\n" + "".join(f'  "{source_of[v["name"]]}"\n' for v in chosen) + ")\n"
-    source_of = {v["name"]: s for s, v in zip(sources, vs)}
 
     archs = PRESETS[args.preset]["archs"]
     cmake = (f'set(FLASHPLUS_CUDA_ARCHS "{cmake_architectures(archs)}")\n'
