@@ -2,7 +2,8 @@
 # device_bench_check.sh — one device call for a performance change: build the preset with its GPU
 # tests (tools/device_check.sh, no timing harness), run the GPU and Python GPU tests, then the peer
 # benchmark (python -m flashplus bench) on that same build, then compute-sanitizer on the small
-# cases last (so a slow sanitizer cannot cost the benchmark). Logs under $OUT/check, benchmark
+# cases last (so a slow sanitizer cannot cost the benchmark). FLASHPLUS_DECODE_DIAG=1 adds the decode
+# diagnosis tools after the benchmark. Logs under $OUT/check, benchmark
 # output under $OUT/bench; the short tables are printed last.
 # Usage (repository root): tools/device_bench_check.sh [preset=bench] [extra bench args...]
 set -uo pipefail
@@ -24,6 +25,17 @@ start=$(date +%s)
 FLASHPLUS_LIBRARY="$BUILD/libflashplus.so" PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1 \
   python3 -m flashplus bench --out "$OUT/bench" "$@" 2>"$OUT/check/bench_progress.log" | tail -12
 echo "== benchmark: $(( $(date +%s) - start ))s"
+
+# FLASHPLUS_DECODE_DIAG=1: where the decode's time goes, on the same build (decode time against
+# num_splits next to SDPA, then per-kernel times); about two minutes. Output in $OUT/decode_*.txt.
+if [ "${FLASHPLUS_DECODE_DIAG:-0}" = 1 ]; then
+  echo "== decode diagnosis"
+  export FLASHPLUS_LIBRARY="$BUILD/libflashplus.so" PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1
+  CASES="${CASES:-1,1024 1,8192 4,8192 64,8192}" timeout 120 python3 tools/decode_splits.py >"$OUT/decode_splits.txt" 2>&1
+  cat "$OUT/decode_splits.txt"
+  timeout 60 python3 tools/kernel_times.py >"$OUT/decode_kernel_times.txt" 2>&1
+  head -45 "$OUT/decode_kernel_times.txt"
+fi
 
 TESTS="$BUILD/kernels/tests_cuda/flashplus_cuda_tests"
 # FLASHPLUS_SANITIZER_FILTER=none skips them (a call that has other work to fit in).
