@@ -15,7 +15,8 @@
 // end, causal diagonal) come first. Each step issues S = Q K^T of its tile and O += P V of the tile
 // before, and runs its softmax while the second MMA still runs: the tensor cores are not idle
 // during the exponentials (456 against 412 TFLOP/s without the overlap, H200, d = 128, s = 8k).
-// K and V each have two buffers, refilled by cp.async one step ahead (details at the loop).
+// K and V each have Traits::kStages buffers, refilled by cp.async kStages - 1 steps ahead (details
+// at the loop).
 #pragma once
 
 #include <type_traits>
@@ -95,9 +96,21 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
       v_loader.load(sV_buffer, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
     };
 
+    // Tile j (n_block = range.end - 1 - j) lives in K and V buffer j % kStages. cp.async group 0 is
+    // Q and K(0); group i >= 1 is V(i - 1) and K(i), the pair step i consumes (V one step after its
+    // K). Groups 0 .. kStages - 2 go out here; step j issues group j + kStages - 1.
+    constexpr int kStages = Traits::kStages;
     load_query_tile<kBlockM, kHeadDim, kNThreads, Element>(sQ, p, seq, rows, m0, tid);
-    load_k(range.end - 1, 0);  // one cp.async group with Q's copies; V of a tile comes a step later
+    load_k(range.end - 1, 0);
     cp_async_fence();
+    auto issue_group = [&](int group) __attribute__((always_inline)) {
+      const int v_block = range.end - group;  // tile group - 1
+      if (v_block >= range.begin) load_v(v_block, (group - 1) % kStages);
+      if (v_block - 1 >= range.begin) load_k(v_block - 1, group % kStages);
+      cp_async_fence();  // even when empty: every step then waits for the same group count
+    };
+#pragma unroll
+    for (int group = 1; group <= kStages - 2; ++group) issue_group(group);
 
     const LogitRule rule(p, tile.batch, rows.first_head, seq.seqlen_q, seq.seqlen_k);
     const WindowMask mask(p, seq.seqlen_q, seq.seqlen_k);
@@ -144,25 +157,24 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
     };
 
     // Software-pipelined over key tiles: the softmax of tile n runs while the tensor cores do
-    // O += P V of tile n + 1 (visited before it). K and V of a tile are used one step apart, so
-    // each has its own two buffers: step j reads K(j) from buffer j % 2 and V(j - 1) from
-    // buffer (j - 1) % 2, and refills K buffer (j + 1) % 2 and V buffer j % 2, whose last
-    // readers (S of step j - 1, O += P V of step j - 1) every warpgroup has finished at the
+    // O += P V of tile n + 1 (visited before it). Step j waits for group j (K(j), V(j - 1)), reads
+    // K(j) from buffer j % kStages and V(j - 1) from buffer (j - 1) % kStages, and then issues
+    // group j + kStages - 1 into K buffer (j - 1) % kStages and V buffer (j - 2) % kStages, whose
+    // last readers (S of step j - 1, O += P V of step j - 1) every warpgroup has finished at the
     // barrier that opens step j.
     int step = 0;
     for (int n_block = range.end - 1; n_block >= range.begin; --n_block, ++step) {
-      const int buffer = step & 1;
-      cp_async_wait<0>();
+      const int buffer = step % kStages;
+      const int previous_buffer = (step + kStages - 1) % kStages;
+      cp_async_wait<kStages - 2>();
       make_tile_visible_to_wgmma();
       __syncthreads();
-      load_v(n_block, buffer);
-      if (n_block > range.begin) load_k(n_block - 1, buffer ^ 1);
-      cp_async_fence();
+      issue_group(step + kStages - 1);
       Tensor acc_s = partition_fragment_C(mma_qk, Shape<Int<kBlockM>, Int<kBlockN>>{});
       wgmma_issue</*kZeroInit=*/true>(mma_qk, tSrQ, tSrK(_, _, _, buffer), acc_s);
       float out_rescale[kRows];
       if (step > 0) {
-        wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, buffer ^ 1), acc_o);
+        wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, previous_buffer), acc_o);
         wgmma_wait<1>(acc_s);  // S of this tile; O += P V of the previous one may still run
         softmax_tile_by_rule(acc_s, n_block, out_rescale);
         wgmma_wait<0>(acc_o, rP);
@@ -177,7 +189,7 @@ __device__ __forceinline__ void fwd_tile_sm90(const FwdParams& p, const FwdTile&
     cp_async_wait<0>();
     make_tile_visible_to_wgmma();
     __syncthreads();
-    wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, (step - 1) & 1), acc_o);
+    wgmma_issue</*kZeroInit=*/false>(mma_pv, rP, tOrVt(_, _, _, (step - 1) % kStages), acc_o);
     wgmma_wait<0>(acc_o, rP);
   }
 
