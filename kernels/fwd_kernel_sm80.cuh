@@ -9,9 +9,8 @@
 //   fwd_mainloop_sm80.cuh loads and MMAs;  fwd_epilogue.cuh  O and LSE stores
 //
 // Pipeline (one K and one V buffer): key tiles are visited from last to first, so the tiles that
-// need masking (the sequence end, the causal diagonal) come first. The first tile's K and V are
-// requested together; after that, while S = Q K^T runs, V of the same tile streams in, and while
-// softmax and P V run, K of the next tile streams in.
+// need masking (the sequence end, the causal diagonal) come first. While S = Q K^T runs, V of the
+// same tile streams in; while softmax and P V run, K of the next tile streams in.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -115,10 +114,6 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     }
     load_k(range.end - 1);
     cp_async_fence();
-    // V of the first tile goes out with its K: the V buffer is still free, and a CTA that visits one
-    // or two key tiles (split-KV decode) otherwise waits out a second memory round trip per CTA.
-    load_v(range.end - 1);
-    cp_async_fence();
 
     const LogitRule rule(p, tile.batch, rows.first_head, seq.seqlen_q, seq.seqlen_k);
     const WindowMask mask(p, seq.seqlen_q, seq.seqlen_k);
@@ -141,16 +136,10 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       constexpr bool kAlibi = decltype(rule_kind)::value == 2;
       constexpr bool kBusy = decltype(busy)::value;
       const int n0 = n_block * kBlockN;
-      const bool first_tile = n_block == range.end - 1;
-      if (first_tile) {
-        cp_async_wait<1>();  // Q and K landed; V (issued with them) may still be in flight
-        __syncthreads();
-      } else {
-        cp_async_wait<0>();
-        __syncthreads();  // K landed; every warp finished the previous P V, so V is free
-        load_v(n_block);
-        cp_async_fence();
-      }
+      cp_async_wait<0>();
+      __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
+      load_v(n_block);
+      cp_async_fence();
       if (paged && n_block > range.begin) fill_rows(n_block - 1);  // read by load_k(n_block - 1) below
 
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});

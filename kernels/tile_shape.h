@@ -82,20 +82,19 @@ enum class KernelPath : int { kSm80 = 80, kSm90 = 90 };
 // a CTA waits at it or runs its softmax its tensor cores idle; at d = 64 the MMAs of a step are
 // half as long as at d = 128 while that cost is the same, and with one CTA per SM (128-key tiles)
 // the kernel ran at 0.92-1.02x of the sm80 one. A second CTA issues its MMAs in those gaps; it
-// needs <= 128 registers per thread (S of 64 keys is 32, O 32) and 64 KiB of shared memory each
-// (three stages, fwd_stages_sm90).
+// needs <= 128 registers per thread (S of 64 keys is 32, O 32) and 48 KiB of shared memory each.
 constexpr TileShape fwd_tile_shape_sm90(int head_dim) {
   return head_dim <= 64 ? TileShape{128, 64, 8, 2} : TileShape{128, head_dim <= 128 ? 128 : 64, 8};
 }
 
 // K/V buffers of the sm90 forward: a CTA has stages - 1 key tiles' loads in flight while it computes
-// (fwd_kernel_sm90.cuh). d = 64: a step's MMAs (64 keys, 64 features) are shorter than a load's
-// latency from L2, so one tile ahead left the CTA waiting at every step, and a short CTA (causal,
-// s = 1k) also waited out two round trips before its first P V; three stages cost 64 KiB per CTA,
-// two CTAs still fit. d = 128 (160 KiB) and d = 256 (192 KiB) have no room for a third.
-constexpr int fwd_stages_sm90(int head_dim) { return head_dim <= 64 ? 3 : 2; }
+// (fwd_kernel_sm90.cuh). Three stages at d = 64 (two tiles ahead, 64 KiB per CTA, two CTAs still
+// fit) measured slower than two at every shape (H100, run 14: s = 512 causal 134 -> 107 TFLOP/s,
+// 1k -4%, 16k -2%), so every head dim has two. d = 128 (160 KiB) and d = 256 (192 KiB) have no room
+// for a third anyway.
+constexpr int fwd_stages_sm90(int) { return 2; }
 
-// Q tile + stages x (K tile, V tile). 64 KiB at d = 64, 160 KiB at d = 128, 192 KiB at d = 256.
+// Q tile + stages x (K tile, V tile). 48 KiB at d = 64, 160 KiB at d = 128, 192 KiB at d = 256.
 constexpr int fwd_smem_bytes_sm90(int head_dim, int element_size) {
   return (fwd_tile_shape_sm90(head_dim).block_m +
           2 * fwd_stages_sm90(head_dim) * fwd_tile_shape_sm90(head_dim).block_n) *

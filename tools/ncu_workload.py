@@ -7,7 +7,9 @@ NCU_SHAPES picks other dense shapes: "b,s,h,d[,c]" entries separated by spaces (
 NCU_SHAPES="32,512,16,128 4,4096,16,128" to compare a short-sequence forward with a long one.
 NCU_PEERS=1 also runs torch SDPA's FLASH backend (FA2) on each shape (profile its kernels with
 NCU_KERNELS="regex:fwd_kernel|flash_fwd|flash_bwd"); NCU_PAGED=1 adds a paged decode call (b = 64,
-8k context, page size 16) and the same decode with contiguous K/V.
+8k context, page size 16) and the same decode with contiguous K/V. NCU_DECODE="b,ctx ..." runs only
+decode calls (32 query heads, 4 KV heads, d = 128, contiguous), each twice (the second is the one to
+profile: warm caches and code), and with NCU_PEERS=1 SDPA's on the same cache after each.
 Usage (device): FLASHPLUS_LIBRARY=... PYTHONPATH=python python3 tools/ncu_workload.py"""
 import os
 
@@ -27,9 +29,27 @@ def shapes():
     return out
 
 
+def decode_only(text, dev, dt):
+    for entry in text.split():
+        b, ctx = (int(x) for x in entry.split(","))
+        q = torch.randn(b, 1, 32, 128, device=dev, dtype=dt)
+        kc = torch.randn(b, ctx, 4, 128, device=dev, dtype=dt)
+        vc = torch.randn_like(kc)
+        lens = torch.full((b,), ctx, dtype=torch.int32, device=dev)
+        for _ in range(2):
+            flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens)
+            if os.environ.get("NCU_PEERS"):
+                qt, kt, vt = q.transpose(1, 2), kc.transpose(1, 2), vc.transpose(1, 2)
+                torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)
+    torch.cuda.synchronize()
+
+
 def main():
     dev, dt = "cuda", torch.bfloat16
     torch.manual_seed(0)
+    if os.environ.get("NCU_DECODE"):
+        decode_only(os.environ["NCU_DECODE"], dev, dt)
+        return
     for b, s, h, d, causal in shapes():
         q, k, v = (torch.randn(b, s, h, d, device=dev, dtype=dt, requires_grad=True) for _ in range(3))
         out = flash_attn_func(q, k, v, causal=causal)
