@@ -355,7 +355,7 @@ const Variant* sm90_twin(const Variant (&table)[N], const Variant& base, const F
 
 // The sm90 (wgmma) forward variant serving this call in place of the sm80 variant `base`, or
 // nullptr with the reason in why_not. It covers the training and prefill shapes: no dropout, more
-// than 16 tile rows (shorter calls run the one-warp decode tile), K/V rows a fixed stride apart
+// than 16 tile rows (shorter calls run the decode tile), K/V rows a fixed stride apart
 // with 16-byte rows.
 const FwdVariant* sm90_variant(const FwdProblem& p, const FwdVariant& base, std::string& why_not) {
   if (!sm90_path_may_serve(p.device.index, base.has_dropout, why_not)) return nullptr;

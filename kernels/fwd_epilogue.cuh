@@ -24,7 +24,17 @@ struct FwdEpilogue {
   using Element = typename Traits::Element;
   static constexpr int kBlockM = Traits::kBlockM;
   static constexpr int kHeadDim = Traits::kHeadDim;
-  static constexpr int kNThreads = Traits::kNThreads;
+  // The threads of one TiledMma: all of the CTA's, except in the decode tile, whose warps split
+  // the keys and whose merged output warp 0 alone stores (fwd_kernel_sm80.cuh).
+  static constexpr int kNThreads = Traits::kMmaThreads;
+
+  __device__ __forceinline__ static void sync() {
+    if constexpr (kNThreads == 32) {
+      __syncwarp();
+    } else {
+      __syncthreads();
+    }
+  }
 
   // acc_o: normalised (MMA, MMA_M, MMA_N) fp32 fragment; lse: this thread's rows (rowcol order).
   // rows: the (query, head) of each tile row (query_rows.cuh).
@@ -77,10 +87,10 @@ struct FwdEpilogue {
     Tensor rO = make_tensor_like<Element>(acc_o);
 #pragma unroll
     for (int i = 0; i < size(acc_o); ++i) rO(i) = Element(acc_o(i));
-    __syncthreads();  // every warp has finished reading the Q tile that sO reuses
+    sync();  // every warp has finished reading the Q tile that sO reuses
     Tensor tOsO = thr_mma.partition_C(sO);
     copy(rO, tOsO);
-    __syncthreads();
+    sync();
 
     Element* out = static_cast<Element*>(p.out.data);
     if (rows.group == 1) {  // one head: a fixed row stride, no per-row (query, head) lookup

@@ -8,6 +8,10 @@
 //   softmax_online.cuh   running max / sum, LSE
 //   fwd_mainloop_sm80.cuh loads and MMAs;  fwd_epilogue.cuh  O and LSE stores
 //
+// The decode tile's warps split the keys (fwd_traits_sm80.cuh): warp w computes S and P V for keys
+// 16 w .. 16 w + 15 of every tile with its own running softmax, and merge_key_split_warps() folds
+// the warps' (max, sum, O) into warp 0, which stores the tile (flash-decoding inside one CTA).
+//
 // Pipeline (one K and one V buffer): key tiles are visited from last to first, so the tiles that
 // need masking (the sequence end, the causal diagonal) come first. While S = Q K^T runs, V of the
 // same tile streams in; while softmax and P V run, K of the next tile streams in.
@@ -50,6 +54,72 @@ __device__ __forceinline__ void apply_dropout(Probs& probs_rc, const Coords& coo
   }
 }
 
+// Folds the softmax states and outputs of the key-split warps into warp 0 (the others return
+// false and are done). Every warp's fragments have the same (lane, element) -> (row, column)
+// mapping (one-warp TiledMma over the same 16 x d tile), so lane l of warp w merges with lane l of
+// warp 0 element by element; a row sum is still a lane's partial (finalize() sums the quad), and
+// scaling partials by the same factor before adding them is exact. The K/V buffers hold the
+// exchange: every warp has finished its last P V (barrier), and no copy is in flight.
+template <typename Traits, typename Softmax, typename AccO>
+__device__ __forceinline__ bool merge_key_split_warps(Softmax& softmax, AccO& acc_o, char* exchange_smem, int tid) {
+  using namespace cute;
+  constexpr int kWarps = Traits::kKeySplitWarps;
+  constexpr int kRows = decltype(size<0>(rowcol_view(acc_o)))::value;
+  constexpr int kValues = decltype(size(acc_o))::value;
+  constexpr int kPerLane = kValues + 2 * kRows;  // O, then row max, then row sum
+  static_assert((kWarps - 1) * kPerLane * 32 * int(sizeof(float)) <= 2 * Traits::kSmemKVElems * int(sizeof(typename Traits::Element)),
+                "the exchange fits in the K and V buffers");
+  float* exchange = reinterpret_cast<float*>(exchange_smem);
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+  cp_async_wait<0>();
+  __syncthreads();  // every warp finished reading K and V
+  if (warp > 0) {
+    float* mine = exchange + (warp - 1) * kPerLane * 32 + lane;  // value i at mine[32 i]: conflict-free
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) mine[32 * i] = acc_o(i);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      mine[32 * (kValues + r)] = softmax.row_max[r];
+      mine[32 * (kValues + kRows + r)] = softmax.row_sum[r];
+    }
+  }
+  __syncthreads();
+  if (warp > 0) return false;
+  Tensor acc_o_rc = rowcol_view(acc_o);
+  constexpr int kCols = decltype(size<1>(acc_o_rc))::value;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    float other_max[kWarps - 1];
+    float merged_max = softmax.row_max[r];
+#pragma unroll
+    for (int w = 0; w < kWarps - 1; ++w) {
+      other_max[w] = exchange[(w * kPerLane + kValues + r) * 32 + lane];
+      merged_max = fmaxf(merged_max, other_max[w]);
+    }
+    // Base 0 for a row no warp saw a key of (all maxima -inf): every factor is then 0, never NaN.
+    const float base = merged_max == -INFINITY ? 0.f : merged_max;
+    const float own_scale = fast_exp2(softmax.row_max[r] - base);
+    softmax.row_sum[r] *= own_scale;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) acc_o_rc(r, c) *= own_scale;
+#pragma unroll
+    for (int w = 0; w < kWarps - 1; ++w) {
+      const float scale = fast_exp2(other_max[w] - base);
+      softmax.row_sum[r] += scale * exchange[(w * kPerLane + kValues + kRows + r) * 32 + lane];
+      const float* other = exchange + w * kPerLane * 32 + lane;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        // Element (r, c) of the rowcol view is element idx of the fragment: the same in every warp.
+        const int idx = acc_o_rc.layout()(r, c);
+        acc_o_rc(r, c) += scale * other[32 * idx];
+      }
+    }
+    softmax.row_max[r] = merged_max;
+  }
+  return true;
+}
+
 // One CTA: one query tile (of one head, or of one packed GQA group) and one split of its keys.
 template <typename Traits, bool kSoftcap>
 __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile& tile, char* smem) {
@@ -59,9 +129,14 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   constexpr int kBlockN = Traits::kBlockN;
   constexpr int kHeadDim = Traits::kHeadDim;
   constexpr int kNThreads = Traits::kNThreads;
+  constexpr int kWarpKeys = Traits::kWarpKeys;
+  constexpr bool kKeySplit = Traits::kKeySplitWarps > 1;
   using Mainloop = FwdMainloopSm80<Traits>;
 
-  const int tid = threadIdx.x;
+  const int tid = threadIdx.x;  // loads: every thread of the CTA
+  // MMAs, softmax and epilogue: this thread within its TiledMma, and the key slice it owns.
+  const int mma_tid = tid % Traits::kMmaThreads;
+  const int key_slice = tid / Traits::kMmaThreads;
   const SeqlenInfo seq(p, tile.batch);
   const QueryRows rows(p, tile.head, seq.seqlen_q);
   const QueryTile<kBlockM> query_tile(p, tile, rows);
@@ -79,9 +154,15 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   Tensor sV = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutKV{});
   Tensor sVt = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutVt{});
   Tensor sVt_no_swizzle = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutVtNoSwizzle{});
+  // This MMA group's keys of the K / V tile (all of them unless the warps split the keys). A slice
+  // starts a multiple of 16 rows in, so the 8-row swizzle pattern is unchanged.
+  Tensor sK_slice = local_tile(sK, Shape<Int<kWarpKeys>, Int<kHeadDim>>{}, make_coord(key_slice, 0));
+  Tensor sVt_slice = local_tile(sVt, Shape<Int<kHeadDim>, Int<kWarpKeys>>{}, make_coord(0, key_slice));
+  Tensor sVt_no_swizzle_slice =
+      local_tile(sVt_no_swizzle, Shape<Int<kHeadDim>, Int<kWarpKeys>>{}, make_coord(0, key_slice));
 
   typename Traits::TiledMma tiled_mma;
-  auto thr_mma = tiled_mma.get_thread_slice(tid);
+  auto thr_mma = tiled_mma.get_thread_slice(mma_tid);
   Tensor acc_o = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kHeadDim>>{});
   clear(acc_o);
   Tensor acc_o_rc = rowcol_view(acc_o);
@@ -118,7 +199,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     const LogitRule rule(p, tile.batch, rows.first_head, seq.seqlen_q, seq.seqlen_k);
     const WindowMask mask(p, seq.seqlen_q, seq.seqlen_k);
     const uint32_t batch_head = static_cast<uint32_t>(tile.batch * p.h_q + rows.first_head);
-    Tensor coords_s = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kBlockN>>{}));
+    Tensor coords_s = thr_mma.partition_C(make_identity_tensor(Shape<Int<kBlockM>, Int<kWarpKeys>>{}));
     Tensor coords_s_rc = rowcol_view(coords_s);
 
     // A warp owns the 16-row MMA fragments starting at rows 16 w, 16 w + 16 kNWarps, ...; when even
@@ -126,7 +207,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     // MMAs and the softmax, and only loads and synchronises with the CTA. The test selects one of
     // two loops (below), not a branch inside one: ptxas if-converted the in-loop test into
     // predicated MMAs plus 32 register clears per tile.
-    const bool warp_has_rows = m0 + 16 * (tid / 32) < rows.rows;
+    const bool warp_has_rows = m0 + 16 * (mma_tid / 32) < rows.rows;
 
     // One key tile. Key tiles are visited from last to first, so the ones that need the exact rule
     // (sequence end, causal diagonal) come first.
@@ -135,15 +216,15 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       constexpr bool kExact = decltype(rule_kind)::value >= 1;
       constexpr bool kAlibi = decltype(rule_kind)::value == 2;
       constexpr bool kBusy = decltype(busy)::value;
-      const int n0 = n_block * kBlockN;
+      const int n0 = n_block * kBlockN + key_slice * kWarpKeys;  // first key of this thread's slice
       cp_async_wait<0>();
       __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
       load_v(n_block);
       cp_async_fence();
       if (paged && n_block > range.begin) fill_rows(n_block - 1);  // read by load_k(n_block - 1) below
 
-      Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kBlockN>>{});
-      if constexpr (kBusy) Mainloop::gemm_qk(acc_s, sQ, sK, tid);
+      Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kWarpKeys>>{});
+      if constexpr (kBusy) Mainloop::gemm_qk(acc_s, sQ, sK_slice, mma_tid);
 
       cp_async_wait<0>();
       __syncthreads();  // V landed; every warp finished reading K
@@ -170,7 +251,7 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       Tensor rP = make_tensor_like<Element>(acc_s);
 #pragma unroll
       for (int e = 0; e < size(acc_s); ++e) rP(e) = Element(acc_s(e));
-      Mainloop::gemm_pv(acc_o, rP, sVt, sVt_no_swizzle, tid);
+      Mainloop::gemm_pv(acc_o, rP, sVt_slice, sVt_no_swizzle_slice, mma_tid);
     };
 
     if (warp_has_rows) {
@@ -189,12 +270,15 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     }
   }
 
+  if constexpr (kKeySplit) {
+    if (!merge_key_split_warps<Traits>(softmax, acc_o, reinterpret_cast<char*>(smem_k), tid)) return;
+  }
   finish_query_tile<Traits>(p, seq, rows, tile, softmax, acc_o, Traits::kHasDropout ? p.dropout_rescale : 1.f, sQ,
-                            tid);
+                            mma_tid);
 }
 
 template <typename Traits>
-__global__ void __launch_bounds__(Traits::kNThreads) fwd_kernel_sm80(const __grid_constant__ FwdParams p) {
+__global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinCtasPerSm) fwd_kernel_sm80(const __grid_constant__ FwdParams p) {
   extern __shared__ __align__(128) char smem[];
   const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
   with_softcap_policy(p.softcap, [&](auto softcap) __attribute__((always_inline)) { fwd_tile_sm80<Traits, decltype(softcap)::value>(p, tile, smem); });

@@ -8,6 +8,11 @@
 // 128-byte XOR swizzle (Swizzle<3,3,3> on 64-element rows; <2,3,3> on 32-element rows when d is not
 // a multiple of 64) so that both the 16-byte cp.async stores and the ldmatrix reads are free of bank
 // conflicts. V is read transposed (ldmatrix.trans) as the B operand of P @ V.
+//
+// The decode tile (kDecodeTile) is the exception to "warps along the rows": its 16 rows are one MMA
+// fragment, and its kKeySplitWarps warps each run that one-warp MMA on their own 16-key slice of
+// every K/V tile (TiledMma is one warp; kMmaThreads = 32), with their own softmax state, merged at
+// the end (fwd_kernel_sm80.cuh). All kNThreads threads load Q, K and V.
 #pragma once
 
 #include <cute/tensor.hpp>
@@ -17,7 +22,7 @@
 namespace flashplus {
 namespace kernels {
 
-// kDecodeTile: the one-warp, 16-row tile of short queries (tile_shape.h). kKvLoad: the K/V layouts
+// kDecodeTile: the 16-row tile of short queries, warps splitting the keys (tile_shape.h). kKvLoad: the K/V layouts
 // its loader reads (tile_shape.h); the host picks a specialised variant only for K/V that fit it
 // (kv_layout_fits in cuda_backend.cu).
 template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false,
@@ -33,8 +38,14 @@ struct FwdTraitsSm80 {
   static constexpr int kBlockN = kShape.block_n;
   static constexpr int kNWarps = kShape.num_warps;
   static constexpr int kNThreads = kNWarps * 32;
+  static constexpr int kMinCtasPerSm = kShape.min_ctas_per_sm;  // __launch_bounds__
+  static constexpr int kKeySplitWarps = fwd_key_split_warps_sm80(kHeadDim, kDecodeTile);
+  static constexpr int kMmaWarps = kNWarps / kKeySplitWarps;  // warps stacked along the rows
+  static constexpr int kMmaThreads = kMmaWarps * 32;          // threads of one TiledMma (and epilogue)
+  static constexpr int kWarpKeys = kBlockN / kKeySplitWarps;  // keys of a tile each MMA group owns
   static_assert(kHeadDim % 32 == 0, "compiled head dims are multiples of 32");
-  static_assert(kBlockM % (16 * kNWarps) == 0, "each warp owns whole 16-row MMA fragments");
+  static_assert(kBlockM % (16 * kMmaWarps) == 0, "each warp owns whole 16-row MMA fragments");
+  static_assert(kWarpKeys % 16 == 0, "a key slice is whole ldmatrix.x4 B fragments");
 
   static constexpr int kSmemRowElems = kHeadDim % 64 == 0 ? 64 : 32;  // swizzle atom width
   static constexpr int kSwizzleBits = kSmemRowElems == 64 ? 3 : 2;
@@ -43,8 +54,8 @@ struct FwdTraitsSm80 {
                                      cute::MMA_Atom<cute::SM80_16x8x16_F32F16F16F32_TN>,
                                      cute::MMA_Atom<cute::SM80_16x8x16_F32BF16BF16F32_TN>>;
   // N tile of 16 lets ldmatrix.x4 feed two n8 MMAs of the B operand at once.
-  using TiledMma = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::Int<kNWarps>, cute::_1, cute::_1>>,
-                                  cute::Tile<cute::Int<16 * kNWarps>, cute::_16, cute::_16>>;
+  using TiledMma = cute::TiledMMA<MmaAtom, cute::Layout<cute::Shape<cute::Int<kMmaWarps>, cute::_1, cute::_1>>,
+                                  cute::Tile<cute::Int<16 * kMmaWarps>, cute::_16, cute::_16>>;
 
   using SmemLayoutAtom = decltype(cute::composition(
       cute::Swizzle<kSwizzleBits, 3, 3>{},

@@ -31,7 +31,7 @@ struct FwdVariant {
   flashplus_dtype dtype;
   int head_dim;          // compiled head dim; serves every head dim <= it
   bool has_dropout;
-  bool decode_tile;      // the one-warp, 16-row tile (tile_shape.h); chosen for <= 16 tile rows
+  bool decode_tile;      // the 16-row tile whose warps split the keys (tile_shape.h); chosen for <= 16 tile rows
   KvLoad kv_load;        // K/V layouts the variant's loader reads (tile_shape.h)
   FwdLaunchFn launch;
 

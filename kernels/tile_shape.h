@@ -22,13 +22,23 @@ struct TileShape {
 // sm80 path (mma.sync m16n8k16). Up to d = 128, 4 warps each own 32 query rows; above that the
 // accumulator (d fp32 values per row) no longer fits 4 warps' registers, so 8 warps own 16 rows each.
 //
-// The decode tile: one warp, 16 query rows (one MMA row fragment). A decode step has 1..16 tile
-// rows (s_q x the GQA group when packed), so a 128-row tile leaves 3 of its 4 warps idle, and its
-// 64 KiB of shared memory limit an SM to 3 CTAs, i.e. 3 K/V tiles in flight, while decode is
-// bound by how many K/V bytes are in flight. The one-warp CTA does the same MMA work per key tile
-// as the busy warp of the big tile, in 36 KiB at d = 128, so an SM runs 6 of them.
+// The decode tile: 16 query rows (one MMA row fragment) and four warps that split the keys. A
+// decode step has 1..16 tile rows (s_q x the GQA group when packed), so a 128-row tile leaves 3 of
+// its 4 warps idle and its 64 KiB of shared memory limit an SM to 3 CTAs. A one-warp CTA (36 KiB at
+// d = 128, 6 per SM) was the first answer; run 14 showed it bound by its own instruction stream:
+// one warp alone issued the Q load, every K/V copy, the MMAs and the epilogue, ~1.7 us per 64-key
+// tile and ~10 us of fixed cost per CTA. Here the four warps share the loads (a quarter of the
+// copies each) and each owns 16 of the tile's 64 keys with its own running max / sum / output,
+// merged through shared memory once at the end (fwd_kernel_sm80.cuh). Registers: <= 128 per thread
+// up to d = 128 (4 CTAs, 16 warps per SM); at d = 256 the output alone is 128 registers, so 2 CTAs.
 constexpr TileShape fwd_tile_shape_sm80(int head_dim, bool decode_tile = false) {
-  return decode_tile ? TileShape{16, 64, 1} : head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
+  return decode_tile ? TileShape{16, 64, 4, head_dim <= 128 ? 4 : 2}
+                     : head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
+}
+
+// Warps of a forward tile that split its keys (each with its own softmax state): the decode tile's.
+constexpr int fwd_key_split_warps_sm80(int head_dim, bool decode_tile) {
+  return decode_tile ? fwd_tile_shape_sm80(head_dim, decode_tile).num_warps : 1;
 }
 
 // Whether a tile's 16-byte chunks split into whole rows per pass over the threads, so that each
@@ -163,8 +173,8 @@ constexpr int bwd_smem_bytes_sm90(int head_dim, int element_size) {
 constexpr int kMaxSplits = 32;
 
 // Most splits of the key range one forward call makes (split_combine_kernel.cuh merges them).
-// Decode at batch 1 needs about this many: 4 K/V heads x 128 splits of one-warp CTAs are what
-// keeps enough K/V loads in flight to read a long context at full bandwidth.
+// Decode at batch 1 needs about this many: 4 K/V heads x 128 splits are what keeps enough K/V
+// loads in flight to read a long context at full bandwidth (measured with one-warp CTAs).
 constexpr int kMaxSplitsKv = 128;
 
 }  // namespace kernels

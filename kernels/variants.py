@@ -15,7 +15,7 @@ cuda_backend.cu sends it the calls it serves and the sm80 path the rest).
 
 Template parameters are only what changes registers or shared memory: element type, head dim,
 dropout (the Philox words cost registers in the hot loop), and for the sm80 forward the tile shape
-(the one-warp decode tile, "_decode") and the K/V loader ("_strided": dense / varlen rows only,
+(the 16-row decode tile, "_decode") and the K/V loader ("_strided": dense / varlen rows only,
 "_paged": paged rows only). Causal / sliding window, ALiBi,
 softcap, varlen, paged K/V, GQA and split-KV are runtime flags (uniform branches, well under 2%).
 A head dim that is not compiled is served by the smallest compiled one above it, with the extra
@@ -71,7 +71,7 @@ def fixed_column_loads(head_dim, num_threads):
 
 def fwd_threads(head_dim, decode_tile):
     """Threads per CTA of the forward's tile (tile_shape.h: fwd_tile_shape_sm80)."""
-    return 32 if decode_tile else 128 if head_dim <= 128 else 256
+    return 128 if decode_tile else 128 if head_dim <= 128 else 256
 
 
 def variants(preset, direction="fwd"):
@@ -117,7 +117,7 @@ def variants(preset, direction="fwd"):
                 # take cost the main loop registers, spills and compile time. The general variant
                 # above serves what they do not (unaligned K/V, d % 8 != 0, d = 96 / 192 paged).
                 #  - big tile: strided (dense and varlen training, prefill);
-                #  - one-warp decode tile (tile_shape.h: calls with at most 16 tile rows): strided
+                #  - decode tile (16 rows, key-split warps; tile_shape.h: calls with at most 16 tile rows): strided
                 #    (contiguous KV cache) and paged (vLLM-style caches). A decode tile with the
                 #    general loader took ptxas 8 minutes, so other layouts decode on the big tile.
                 if fixed_column_loads(head_dim, fwd_threads(head_dim, False)):
