@@ -38,10 +38,11 @@ if [ "${FLASHPLUS_DECODE_DIAG:-0}" = 1 ]; then
 fi
 
 TESTS="$BUILD/kernels/tests_cuda/flashplus_cuda_tests"
-# FLASHPLUS_SANITIZER_FILTER=none skips them (a call that has other work to fit in).
+# FLASHPLUS_SANITIZER_FILTER: their gtest filter (default *Small*); "none" skips them (a call that has
+# other work to fit in).
 [ "${FLASHPLUS_SANITIZER_FILTER:-}" = none ] || for tool in memcheck racecheck; do
   start=$(date +%s)
-  timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 99 "$TESTS" --gtest_filter='*Small*' \
+  timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 99 "$TESTS" --gtest_filter="${FLASHPLUS_SANITIZER_FILTER:-*Small*}" \
     >"$OUT/check/$tool.log" 2>&1
   echo "sanitizer $tool: rc $? in $(( $(date +%s) - start ))s: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/check/$tool.log" | head -1)" \
     "$(grep -E '^\[  (PASSED|FAILED) ' "$OUT/check/$tool.log" | tr '\n' ' ')"
