@@ -236,10 +236,15 @@ std::vector<KvSpec> kv_specs() {
   v.push_back({.name = "DecodeSplitHeuristic", .batch = 1, .s_q = 1, .s_new = 1, .h_q = 8, .h_k = 1, .cache_batch = 1,
                .s_cache = 2048, .cache_seqlens = {2000}, .num_splits = 0});
   v.push_back({.name = "NoAppendNoRotary", .s_new = 0, .rotary_dim = 0});
-  // Tile choice (cuda_backend.cu): at most 16 tile rows (s_q x the packed group) take the one-warp
-  // decode tile, more the 128-row tile; both with split-KV.
+  // Tile choice (cuda_backend.cu): at most 16 tile rows (s_q x the packed group) take the decode
+  // tile, more the 128-row tile; both with split-KV.
+  // The decode tile's warps own 16 keys each of a 64-key tile (fwd_kernel_sm80.cuh): sequences of
+  // 1, 6, 17 and 70 keys leave one, two or three warps without a key in a tile, or in a whole
+  // split (two splits: the second is a lone partial tile, or empty), before their merge.
   v.push_back({.name = "Decode16RowsPackedSplits", .s_q = 2, .s_new = 2, .h_q = 16, .h_k = 2,
                .cache_seqlens = {250, 77}, .num_splits = 3});
+  v.push_back({.name = "DecodeShortKeySlices", .batch = 4, .s_q = 1, .s_new = 1, .h_q = 8, .h_k = 2, .cache_batch = 4,
+               .s_cache = 128, .cache_seqlens = {0, 5, 16, 69}, .rotary_dim = 0, .num_splits = 2});
   v.push_back({.name = "Decode24RowsBigTileSplits", .s_q = 3, .s_new = 3, .h_q = 16, .h_k = 2,
                .cache_seqlens = {250, 77}, .num_splits = 3});
   v.push_back({.name = "DecodeMhaOneRowPaged16", .s_q = 1, .s_new = 1, .h_q = 3, .h_k = 3, .page_size = 16,
