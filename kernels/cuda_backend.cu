@@ -512,8 +512,8 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
 }
 
 // Split-KV when the grid would leave CTA slots idle (decode, small batch). A slot is one resident
-// CTA (ctas_per_sm: two 4-warp or one 8-warp big-tile CTA, up to 6 decode-tile CTAs at d = 128 on
-// sm90). Filling every slot, not just every SM, matters most for decode, which is bound by how
+// CTA (ctas_per_sm: two 4-warp or one 8-warp big-tile CTA, four decode-tile CTAs at d <= 128, two
+// at d = 256). Filling every slot, not just every SM, matters most for decode, which is bound by how
 // many K/V loads are in flight. Picks the smallest split count whose wave efficiency is within
 // 85% of the best, each split keeping at least two key tiles. Short contexts (at most
 // kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit in one wave get one tile per

@@ -22,8 +22,8 @@
 namespace flashplus {
 namespace kernels {
 
-// kDecodeTile: the 16-row tile of short queries, warps splitting the keys (tile_shape.h). kKvLoad: the K/V layouts
-// its loader reads (tile_shape.h); the host picks a specialised variant only for K/V that fit it
+// kDecodeTile: the 16-row tile of short queries, warps splitting the keys (tile_shape.h). kKvLoad:
+// the K/V layouts its loader reads (tile_shape.h); the host picks a specialised variant only for K/V that fit it
 // (kv_layout_fits in cuda_backend.cu).
 template <typename Element_, int kHeadDim_, bool kHasDropout_, bool kDecodeTile_ = false,
           KvLoad kKvLoad_ = KvLoad::kAny>

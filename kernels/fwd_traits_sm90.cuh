@@ -34,7 +34,7 @@ struct FwdTraitsSm90 {
   static constexpr int kNThreads = kNWarps * 32;
   static constexpr int kMmaThreads = kNThreads;  // the epilogue's threads (fwd_epilogue.cuh)
   static constexpr int kCtasPerSm = kShape.min_ctas_per_sm;  // __launch_bounds__ (tile_shape.h says why)
-  static constexpr int kStages = fwd_stages_sm90(kHeadDim);
+  static constexpr int kStages = kFwdStagesSm90;
   static_assert(kHeadDim % 64 == 0, "the 128-byte swizzle needs rows of 64 elements");
   static_assert(kBlockM == 64 * (kNWarps / 4), "one warpgroup per 64 query rows");
 

@@ -102,12 +102,12 @@ constexpr TileShape fwd_tile_shape_sm90(int head_dim) {
 // fit) measured slower than two at every shape (H100, run 14: s = 512 causal 134 -> 107 TFLOP/s,
 // 1k -4%, 16k -2%), so every head dim has two. d = 128 (160 KiB) and d = 256 (192 KiB) have no room
 // for a third anyway.
-constexpr int fwd_stages_sm90(int) { return 2; }
+constexpr int kFwdStagesSm90 = 2;
 
 // Q tile + stages x (K tile, V tile). 48 KiB at d = 64, 160 KiB at d = 128, 192 KiB at d = 256.
 constexpr int fwd_smem_bytes_sm90(int head_dim, int element_size) {
   return (fwd_tile_shape_sm90(head_dim).block_m +
-          2 * fwd_stages_sm90(head_dim) * fwd_tile_shape_sm90(head_dim).block_n) *
+          2 * kFwdStagesSm90 * fwd_tile_shape_sm90(head_dim).block_n) *
          head_dim * element_size;
 }
 

@@ -71,7 +71,7 @@ def fixed_column_loads(head_dim, num_threads):
 
 def fwd_threads(head_dim, decode_tile):
     """Threads per CTA of the forward's tile (tile_shape.h: fwd_tile_shape_sm80)."""
-    return 128 if decode_tile else 128 if head_dim <= 128 else 256
+    return 128 if decode_tile or head_dim <= 128 else 256
 
 
 def variants(preset, direction="fwd"):
@@ -117,8 +117,8 @@ def variants(preset, direction="fwd"):
                 # take cost the main loop registers, spills and compile time. The general variant
                 # above serves what they do not (unaligned K/V, d % 8 != 0, d = 96 / 192 paged).
                 #  - big tile: strided (dense and varlen training, prefill);
-                #  - decode tile (16 rows, key-split warps; tile_shape.h: calls with at most 16 tile rows): strided
-                #    (contiguous KV cache) and paged (vLLM-style caches). A decode tile with the
+                #  - decode tile (16 rows, warps splitting the keys; tile_shape.h: calls with at most
+                #    16 tile rows): strided (contiguous KV cache) and paged (vLLM-style caches). A decode tile with the
                 #    general loader took ptxas 8 minutes, so other layouts decode on the big tile.
                 if fixed_column_loads(head_dim, fwd_threads(head_dim, False)):
                     add(path, dtype, head_dim, False, kv_load="strided")
