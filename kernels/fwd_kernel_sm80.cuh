@@ -20,6 +20,7 @@
 #include <cute/tensor.hpp>
 
 #include "block_info.cuh"
+#include "dependent_launch.cuh"
 #include "dropout_sm80.cuh"
 #include "fragment_layout.cuh"
 #include "fwd_epilogue.cuh"
@@ -67,7 +68,8 @@ __device__ __forceinline__ bool merge_key_split_warps(Softmax& softmax, AccO& ac
   constexpr int kRows = decltype(size<0>(rowcol_view(acc_o)))::value;
   constexpr int kValues = decltype(size(acc_o))::value;
   constexpr int kPerLane = kValues + 2 * kRows;  // O, then row max, then row sum
-  static_assert((kWarps - 1) * kPerLane * 32 * int(sizeof(float)) <= 2 * Traits::kSmemKVElems * int(sizeof(typename Traits::Element)),
+  static_assert((kWarps - 1) * kPerLane * 32 * int(sizeof(float)) <=
+                    2 * Traits::kKvStages * Traits::kSmemKVElems * int(sizeof(typename Traits::Element)),
                 "the exchange fits in the K and V buffers");
   float* exchange = reinterpret_cast<float*>(exchange_smem);
   const int warp = tid / 32;
@@ -146,20 +148,19 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   const int first_query = query_tile.first_query;
   const int last_query = query_tile.last_query;
 
+  constexpr int kStages = Traits::kKvStages;
+  static_assert(kStages == 1 || kStages == 2, "the paged row table has two buffers (prologue below)");
   Element* smem_q = reinterpret_cast<Element*>(smem);
-  Element* smem_k = smem_q + Traits::kSmemQElems;
-  Element* smem_v = smem_k + Traits::kSmemKVElems;
+  Element* smem_k = smem_q + Traits::kSmemQElems;             // K buffers 0 .. kStages - 1
+  Element* smem_v = smem_k + kStages * Traits::kSmemKVElems;  // then the V buffers
   Tensor sQ = make_tensor(make_smem_ptr(smem_q), typename Traits::SmemLayoutQ{});
-  Tensor sK = make_tensor(make_smem_ptr(smem_k), typename Traits::SmemLayoutKV{});
-  Tensor sV = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutKV{});
-  Tensor sVt = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutVt{});
-  Tensor sVt_no_swizzle = make_tensor(make_smem_ptr(smem_v), typename Traits::SmemLayoutVtNoSwizzle{});
-  // This MMA group's keys of the K / V tile (all of them unless the warps split the keys). A slice
-  // starts a multiple of 16 rows in, so the 8-row swizzle pattern is unchanged.
-  Tensor sK_slice = local_tile(sK, Shape<Int<kWarpKeys>, Int<kHeadDim>>{}, make_coord(key_slice, 0));
-  Tensor sVt_slice = local_tile(sVt, Shape<Int<kHeadDim>, Int<kWarpKeys>>{}, make_coord(0, key_slice));
-  Tensor sVt_no_swizzle_slice =
-      local_tile(sVt_no_swizzle, Shape<Int<kHeadDim>, Int<kWarpKeys>>{}, make_coord(0, key_slice));
+  // K / V buffer `stage` (stage_of below: key tiles take the pairs in turn).
+  auto k_buffer = [&](int stage) {
+    return make_tensor(make_smem_ptr(smem_k + stage * Traits::kSmemKVElems), typename Traits::SmemLayoutKV{});
+  };
+  auto v_buffer = [&](int stage) {
+    return make_tensor(make_smem_ptr(smem_v + stage * Traits::kSmemKVElems), typename Traits::SmemLayoutKV{});
+  };
 
   typename Traits::TiledMma tiled_mma;
   auto thr_mma = tiled_mma.get_thread_slice(mma_tid);
@@ -177,23 +178,36 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     // The shared row table (fill_paged_rows) where K and V can share it; the paged-only loader is
     // picked only for such calls (kv_layout_fits), the general one gathers the others row by row.
     int64_t* paged_rows = kMayPage && (Traits::kKvLoad == KvLoad::kPaged || paged_offsets_shared(p.k, p.v))
-                              ? reinterpret_cast<int64_t*>(smem_v + Traits::kSmemKVElems)
+                              ? reinterpret_cast<int64_t*>(smem_v + kStages * Traits::kSmemKVElems)
                               : nullptr;
     const bool paged = seq.pages != nullptr && paged_rows != nullptr;
     const Loader k_loader(p.k, seq, kv_head, p.head_dim, tid, paged_rows);
     const Loader v_loader(p.v, seq, kv_head, p.head_dim, tid, paged_rows);
-    // Paged K/V: the row table of key tile n is written before the barrier that precedes its
-    // first load (K), into buffer n % 2, which the loads of tile n + 2 reuse.
     auto fill_rows = [&](int n_block) { fill_paged_rows<kBlockN, kNThreads, Element>(paged_rows, seq, p.k, n_block * kBlockN, tid); };
-    auto load_k = [&](int n_block) { k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
-    auto load_v = [&](int n_block) { v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid); };
+    auto stage_of = [&](int n_block) { return kStages == 1 ? 0 : (range.end - 1 - n_block) % kStages; };
+    auto load_k = [&](int n_block) {
+      Tensor sK = k_buffer(stage_of(n_block));
+      k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
+    };
+    auto load_v = [&](int n_block) {
+      Tensor sV = v_buffer(stage_of(n_block));
+      v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
+    };
 
     load_query_tile<kBlockM, kHeadDim, kNThreads, Element>(sQ, p, seq, rows, m0, tid);
+    // Paged K/V: the row table of key tile n goes into buffer n % 2 before the barrier that precedes
+    // its first load. One pair: tile n's table is written in the visit of n + 1 (before load_k(n)),
+    // and buffer n % 2 was last read by tile n + 2's loads, issued before that visit's barrier. Two
+    // pairs: written in the visit of n + 2 (the loads of n are issued after the barrier of n + 1),
+    // and tile n + 2's loads were issued after the barrier of n + 3. So the first visit needs the
+    // tables of its tile and of the next tile's loads that it issues.
     if (paged) {
       fill_rows(range.end - 1);
+      if (kStages == 2 && range.end - 2 >= range.begin) fill_rows(range.end - 2);
       __syncthreads();
     }
     load_k(range.end - 1);
+    if constexpr (kStages == 2) load_v(range.end - 1);
     cp_async_fence();
 
     const LogitRule rule(p, tile.batch, rows.first_head, seq.seqlen_q, seq.seqlen_k);
@@ -217,20 +231,45 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
       constexpr bool kAlibi = decltype(rule_kind)::value == 2;
       constexpr bool kBusy = decltype(busy)::value;
       const int n0 = n_block * kBlockN + key_slice * kWarpKeys;  // first key of this thread's slice
+      // This MMA group's keys of the K / V tile (all of them unless the warps split the keys). A
+      // slice starts a multiple of 16 rows in, so the 8-row swizzle pattern is unchanged.
+      const int stage = stage_of(n_block);
+      Tensor sK_slice = local_tile(k_buffer(stage), Shape<Int<kWarpKeys>, Int<kHeadDim>>{}, make_coord(key_slice, 0));
+      Element* v_data = smem_v + stage * Traits::kSmemKVElems;
+      Tensor sVt_slice = local_tile(make_tensor(make_smem_ptr(v_data), typename Traits::SmemLayoutVt{}),
+                                    Shape<Int<kHeadDim>, Int<kWarpKeys>>{}, make_coord(0, key_slice));
+      Tensor sVt_no_swizzle_slice =
+          local_tile(make_tensor(make_smem_ptr(v_data), typename Traits::SmemLayoutVtNoSwizzle{}),
+                     Shape<Int<kHeadDim>, Int<kWarpKeys>>{}, make_coord(0, key_slice));
+
       cp_async_wait<0>();
-      __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
-      load_v(n_block);
-      cp_async_fence();
-      if (paged && n_block > range.begin) fill_rows(n_block - 1);  // read by load_k(n_block - 1) below
+      if constexpr (kStages == 1) {
+        __syncthreads();  // K (and Q) landed; every warp finished the previous P V, so V is free
+        load_v(n_block);
+        cp_async_fence();
+        if (paged && n_block > range.begin) fill_rows(n_block - 1);  // read by load_k(n_block - 1) below
+      } else {
+        // K and V (and Q) landed; every warp finished the previous tile, so its pair is free for the
+        // next tile's K and V, which stream in while this one computes.
+        __syncthreads();
+        if (n_block > range.begin) {
+          load_k(n_block - 1);
+          load_v(n_block - 1);
+          cp_async_fence();
+        }
+        if (paged && n_block - 1 > range.begin) fill_rows(n_block - 2);  // loaded in the next visit
+      }
 
       Tensor acc_s = partition_fragment_C(tiled_mma, Shape<Int<kBlockM>, Int<kWarpKeys>>{});
       if constexpr (kBusy) Mainloop::gemm_qk(acc_s, sQ, sK_slice, mma_tid);
 
-      cp_async_wait<0>();
-      __syncthreads();  // V landed; every warp finished reading K
-      if (n_block > range.begin) {
-        load_k(n_block - 1);
-        cp_async_fence();
+      if constexpr (kStages == 1) {
+        cp_async_wait<0>();
+        __syncthreads();  // V landed; every warp finished reading K
+        if (n_block > range.begin) {
+          load_k(n_block - 1);
+          cp_async_fence();
+        }
       }
       if constexpr (!kBusy) return;
 
@@ -280,6 +319,9 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
 template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads, Traits::kMinCtasPerSm) fwd_kernel_sm80(const __grid_constant__ FwdParams p) {
   extern __shared__ __align__(128) char smem[];
+  // The split-KV combine after this grid may be scheduled once every CTA has started; it still
+  // waits for this grid to finish before it reads anything (dependent_launch.cuh).
+  allow_dependent_launch();
   const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
   with_softcap_policy(p.softcap, [&](auto softcap) __attribute__((always_inline)) { fwd_tile_sm80<Traits, decltype(softcap)::value>(p, tile, smem); });
 }

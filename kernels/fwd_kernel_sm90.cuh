@@ -24,6 +24,7 @@
 #include <cute/tensor.hpp>
 
 #include "block_info.cuh"
+#include "dependent_launch.cuh"
 #include "fragment_layout.cuh"
 #include "fwd_epilogue.cuh"
 #include "fwd_mainloop_sm90.cuh"
@@ -203,6 +204,7 @@ template <typename Traits>
 __global__ void __launch_bounds__(Traits::kNThreads, Traits::kCtasPerSm) fwd_kernel_sm90(const __grid_constant__ FwdParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) char smem[];
+  allow_dependent_launch();  // the split-KV combine may be scheduled early (dependent_launch.cuh)
   const FwdTile tile = StaticTileScheduler::tile(p, static_cast<int>(blockIdx.x));
   with_softcap_policy(p.softcap, [&](auto softcap) __attribute__((always_inline)) {
     fwd_tile_sm90<Traits, decltype(softcap)::value>(p, tile, smem);

@@ -16,7 +16,10 @@ namespace kernels {
 template <typename Element, int kHeadDim, bool kHasDropout, bool kDecodeTile, KvLoad kKvLoad>
 cudaError_t launch_fwd_sm80(const FwdParams& params, cudaStream_t stream) {
   using Traits = FwdTraitsSm80<Element, kHeadDim, kHasDropout, kDecodeTile, kKvLoad>;
-  return launch_fwd_grid<Traits::kNThreads, Traits::kSmemBytes>(fwd_kernel_sm80<Traits>, params, stream);
+  // The decode tile shares an SM with 2-4 CTAs of itself (tile_shape.h): ask for the shared-memory
+  // carveout that holds them.
+  return launch_fwd_grid<Traits::kNThreads, Traits::kSmemBytes, Traits::kMinCtasPerSm>(fwd_kernel_sm80<Traits>, params,
+                                                                                       stream);
 }
 
 }  // namespace kernels

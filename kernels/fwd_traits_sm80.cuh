@@ -4,10 +4,11 @@
 // shared -> registers. Warps are stacked along the query rows (Layout<kNWarps, 1, 1>), so each query
 // row belongs to exactly one warp and the softmax row reductions never leave a quad of lanes.
 //
-// Shared memory: Q (kBlockM x kHeadDim), K and V (kBlockN x kHeadDim each), all row-major with a
-// 128-byte XOR swizzle (Swizzle<3,3,3> on 64-element rows; <2,3,3> on 32-element rows when d is not
-// a multiple of 64) so that both the 16-byte cp.async stores and the ldmatrix reads are free of bank
-// conflicts. V is read transposed (ldmatrix.trans) as the B operand of P @ V.
+// Shared memory: Q (kBlockM x kHeadDim), then kKvStages K buffers and kKvStages V buffers
+// (kBlockN x kHeadDim each), all row-major with a 128-byte XOR swizzle (Swizzle<3,3,3> on
+// 64-element rows; <2,3,3> on 32-element rows when d is not a multiple of 64) so that both the
+// 16-byte cp.async stores and the ldmatrix reads are free of bank conflicts. V is read transposed
+// (ldmatrix.trans) as the B operand of P @ V.
 //
 // The decode tile (kDecodeTile) is the exception to "warps along the rows": its 16 rows are one MMA
 // fragment, and its kKeySplitWarps warps each run that one-warp MMA on their own 16-key slice of
@@ -71,9 +72,11 @@ struct FwdTraitsSm80 {
   using SmemCopyAtomTransposed = cute::Copy_Atom<cute::SM75_U16x8_LDSM_T, Element>;
 
   static constexpr int kSmemQElems = kBlockM * kHeadDim;
-  static constexpr int kSmemKVElems = kBlockN * kHeadDim;
+  static constexpr int kSmemKVElems = kBlockN * kHeadDim;  // one K (or V) buffer
+  static constexpr int kKvStages = fwd_kv_stages_sm80(kHeadDim, kDecodeTile);  // K / V buffer pairs
   static constexpr int kSmemTableBytes = kKvLoad == KvLoad::kStrided ? 0 : paged_table_bytes(kBlockN);  // after V
-  static constexpr int kSmemBytes = (kSmemQElems + 2 * kSmemKVElems) * int(sizeof(Element)) + kSmemTableBytes;
+  static constexpr int kSmemBytes =
+      (kSmemQElems + 2 * kKvStages * kSmemKVElems) * int(sizeof(Element)) + kSmemTableBytes;
   static_assert(kSmemBytes == fwd_smem_bytes_sm80(kHeadDim, int(sizeof(Element)), kDecodeTile, kKvLoad),
                 "host and device agree");
 };

@@ -19,6 +19,7 @@
 
 #include <cmath>
 
+#include "dependent_launch.cuh"
 #include "element_access.cuh"
 #include "launch.h"
 
@@ -34,6 +35,9 @@ constexpr int kSplitCombineBlockPerRowSplits = 16;
 
 __global__ void __launch_bounds__(kSplitCombineWarpsPerBlock * 32)
     split_combine_kernel(const __grid_constant__ SplitCombineParams p) {
+  // Launched early (launch_combine.cu): nothing below may read before the split kernel has
+  // finished and its partials are visible.
+  wait_for_prerequisite_grid();
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const bool block_per_row = p.num_splits >= kSplitCombineBlockPerRowSplits;

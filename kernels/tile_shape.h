@@ -29,10 +29,12 @@ struct TileShape {
 // one warp alone issued the Q load, every K/V copy, the MMAs and the epilogue, ~1.7 us per 64-key
 // tile and ~10 us of fixed cost per CTA. Here the four warps share the loads (a quarter of the
 // copies each) and each owns 16 of the tile's 64 keys with its own running max / sum / output,
-// merged through shared memory once at the end (fwd_kernel_sm80.cuh). Registers: <= 128 per thread
-// up to d = 128 (4 CTAs, 16 warps per SM); at d = 256 the output alone is 128 registers, so 2 CTAs.
+// merged through shared memory once at the end (fwd_kernel_sm80.cuh). CTAs per SM: the shared
+// memory of two K/V buffer pairs (fwd_kv_stages_sm80) leaves room for 3 at d = 128 (69 KiB each),
+// which lets a thread have 168 registers (at 4 CTAs, 128, the main loop spilled ~250 bytes); 4 at
+// d = 64 (125 registers, no spills); at d = 256 the output alone is 128 registers, so 2 CTAs.
 constexpr TileShape fwd_tile_shape_sm80(int head_dim, bool decode_tile = false) {
-  return decode_tile ? TileShape{16, 64, 4, head_dim <= 128 ? 4 : 2}
+  return decode_tile ? TileShape{16, 64, 4, head_dim <= 64 ? 4 : head_dim <= 128 ? 3 : 2}
                      : head_dim <= 128 ? TileShape{128, 64, 4} : TileShape{128, 64, 8};
 }
 
@@ -57,11 +59,21 @@ enum class KvLoad : int { kAny = 0, kStrided = 1, kPaged = 2 };
 // of each key row of a tile, two tiles' worth. Only variants whose loader can read paged K/V have it.
 constexpr int paged_table_bytes(int block_n) { return 2 * block_n * 8; }
 
-// Dynamic shared memory of the sm80 forward: Q tile + one K and one V tile (+ the paged row table
-// unless the variant's K/V loader is strided-only).
+// K/V buffer pairs of the sm80 forward. The big tile has one K and one V buffer: V streams in
+// during S = Q K^T, the next K during softmax and P V, and its MMAs are long enough to hide both.
+// The decode tile's MMAs are short (16 rows), so with one pair each 64-key tile cost two memory
+// round trips in a row (K, then V once K had landed: 1.36 us per tile on H100, run 14). With two
+// pairs the next tile's K and V are requested together while this one computes: one round trip
+// per tile, overlapped. 68 KiB at d = 128 (3 CTAs per SM instead of 4, but twice the bytes in
+// flight per CTA); at d = 256 a second pair (136 KiB) would leave one CTA per SM, so one.
+constexpr int fwd_kv_stages_sm80(int head_dim, bool decode_tile) { return decode_tile && head_dim <= 128 ? 2 : 1; }
+
+// Dynamic shared memory of the sm80 forward: Q tile + stages x (K tile, V tile) (+ the paged row
+// table unless the variant's K/V loader is strided-only).
 constexpr int fwd_smem_bytes_sm80(int head_dim, int element_size, bool decode_tile = false,
                                   KvLoad kv_load = KvLoad::kAny) {
-  return (fwd_tile_shape_sm80(head_dim, decode_tile).block_m + 2 * fwd_tile_shape_sm80(head_dim, decode_tile).block_n) *
+  return (fwd_tile_shape_sm80(head_dim, decode_tile).block_m +
+          2 * fwd_kv_stages_sm80(head_dim, decode_tile) * fwd_tile_shape_sm80(head_dim, decode_tile).block_n) *
              head_dim * element_size +
          (kv_load == KvLoad::kStrided ? 0 : paged_table_bytes(fwd_tile_shape_sm80(head_dim, decode_tile).block_n));
 }

@@ -2,7 +2,9 @@
 """decode_splits.py — decode time against the split-KV count (flash_attn_with_kvcache's
 num_splits), contiguous and paged, next to SDPA: whether the host heuristic (num_splits = 0)
 picks well where decode is latency-bound (small batch), and how much of the paged / contiguous gap
-a different split count closes. Times are CUDA-graph replays with L2 flushed, as in the bench.
+a different split count closes. Times are CUDA-graph replays with L2 flushed, as in the bench. The
+last column is the automatic choice again with the combine launched the plain way
+(FLASHPLUS_COMBINE_PDL=0: what programmatic dependent launch saves).
 Usage (device): FLASHPLUS_LIBRARY=... PYTHONPATH=python python3 tools/decode_splits.py"""
 import os
 
@@ -26,7 +28,7 @@ def main():
     dev, dt = torch.device(os.environ.get("DEVICE", "cuda")), torch.bfloat16  # DEVICE=cpu: a smoke run
     timer = Timer(Config(device=dev, dtype=dt, head_dims=[], seqlens=[], modes=[], repeats=None))
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    print("b ctx layout | sdpa us | " + " ".join(f"s={s}" if s else "auto" for s in SPLITS))
+    print("b ctx layout | sdpa us | " + " ".join(f"s={s}" if s else "auto" for s in SPLITS) + " | auto, no PDL")
     for b, ctx in CASES:
         torch.manual_seed(0)
         q = torch.randn(b, 1, HQ, D, device=dev, dtype=dt)
@@ -48,7 +50,13 @@ def main():
                 call = lambda s=s: flash_attn_with_kvcache(q, k, v, cache_seqlens=lens, block_table=bt, num_splits=s)
                 err = (call()[0].float() - expected.float()).abs().max().item()
                 row.append(f"{microseconds(timer, call):6.1f}" + ("" if err < 2e-2 else f"(err {err:.2g})"))
-            print(f"{b} {ctx} {layout} | {ref:6.1f} | " + " ".join(row), flush=True)
+            os.environ["FLASHPLUS_COMBINE_PDL"] = "0"  # read per call, so also while the graph is captured
+            try:
+                call = lambda: flash_attn_with_kvcache(q, k, v, cache_seqlens=lens, block_table=bt, num_splits=0)
+                plain = microseconds(timer, call)
+            finally:
+                del os.environ["FLASHPLUS_COMBINE_PDL"]
+            print(f"{b} {ctx} {layout} | {ref:6.1f} | " + " ".join(row) + f" | {plain:6.1f}", flush=True)
         del kc, vc, kp, vp
 
 
