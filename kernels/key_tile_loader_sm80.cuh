@@ -181,7 +181,7 @@ class KeyTileLoader {
       }
     } else if constexpr (kMode == KvLoad::kAny) {
       load_rows<kRows, kHeadDim, kNThreads, true>(tile, static_cast<const Element*>(t_.data),
-                                            [&](int r) { return seq.key_offset(t_, n0 + r, kv_head); }, valid_rows,
+                                            [&](int r) { return seq.key_offset_or_bad(t_, n0 + r, kv_head); }, valid_rows,
                                             head_dim, t_.aligned16, tid);
     }
   }

@@ -123,6 +123,17 @@ struct SeqlenInfo {
     return page_shift >= 0 ? row & (page_size - 1) : row % page_size;
   }
 
+  // key_offset, or -1 where key j's block-table entry is bad (page() reports it): the forward's
+  // K/V loaders turn such rows into NaN keys, so every output that could see them is NaN.
+  __device__ __forceinline__ int64_t key_offset_or_bad(const RowsAddr& t, int j, int h) const {
+    if (pages) {
+      const int page = this->page(page_of(j));
+      if (page < 0) return -1;
+      return page * t.batch_stride + static_cast<int64_t>(row_in_page(j)) * t.row_stride + h * t.head_stride;
+    }
+    return key_offset(t, j, h);
+  }
+
   // Element offset of key j (within the sequence), K/V head h, feature 0.
   __device__ __forceinline__ int64_t key_offset(const RowsAddr& t, int j, int h) const {
     if (pages) {

@@ -52,7 +52,9 @@ __device__ __forceinline__ uint4 load_chunk_elementwise(const Element* src, int 
 
 // Fills rows [0, kRows) x features [0, kHeadDim) of the shared tile `tile` (a CuTe tensor, any
 // swizzle that keeps 8-element chunks contiguous). Row r < valid_rows comes from
-// base + row_offset(r); other rows, and features >= head_dim, become zero. kRolled keeps the
+// base + row_offset(r); other rows, and features >= head_dim, become zero. A negative
+// row_offset(r) marks a row without valid source (a bad block-table entry,
+// SeqlenInfo::key_offset_or_bad): it becomes NaN, as in the paged loaders. kRolled keeps the
 // chunk loop a loop: for the main loops' rare layouts (unaligned K/V), whose unrolled copies
 // dominated the general forward variant's code size and compile time.
 template <int kRows, int kHeadDim, int kNThreads, bool kRolled = false, typename Element, typename SmemTile,
@@ -69,8 +71,11 @@ __device__ __forceinline__ void load_rows(SmemTile& tile, const Element* base, R
     const int col = (chunk % kChunksPerRow) * 8;
     Element* dst = &tile(row, col);
     if (row < valid_rows && col < head_dim) {
-      const Element* src = base + row_offset(row) + col;
-      if (aligned16 && col + 8 <= head_dim) {
+      const int64_t offset = row_offset(row);
+      const Element* src = base + offset + col;
+      if (offset < 0) {
+        *reinterpret_cast<uint4*>(dst) = make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN in fp16 and bf16
+      } else if (aligned16 && col + 8 <= head_dim) {
         cp_async_16(dst, src);
       } else {
         *reinterpret_cast<uint4*>(dst) = load_chunk_elementwise(src, head_dim - col);

@@ -247,6 +247,8 @@ std::vector<KvSpec> kv_specs() {
                .s_cache = 128, .cache_seqlens = {0, 5, 16, 69}, .rotary_dim = 0, .num_splits = 2});
   v.push_back({.name = "Decode24RowsBigTileSplits", .s_q = 3, .s_new = 3, .h_q = 16, .h_k = 2,
                .cache_seqlens = {250, 77}, .num_splits = 3});
+  v.push_back({.name = "PagedHd100GeneralLoader", .d = 100, .page_size = 16, .cache_seqlens = {70, 33},
+               .rotary_dim = 32});
   v.push_back({.name = "DecodeMhaOneRowPaged16", .s_q = 1, .s_new = 1, .h_q = 3, .h_k = 3, .page_size = 16,
                .cache_seqlens = {255, 130}, .causal = false, .num_splits = 0});
   // More splits than one lane's LSE register holds (split_combine_kernel.cuh: 32 per register),
@@ -350,6 +352,14 @@ std::vector<BadIndexSpec> bad_index_specs() {
   const KvSpec leftpad{.name = "leftpad", .leftpad = {10, 3}, .rotary_dim = 0};
   v.push_back({"SmallLeftpadPastEnd", leftpad, FLASHPLUS_INDEX_ERROR_LEFTPAD_K,
                [](KvHost& h, const KvSpec& s) { h.leftpad[1] = h.seqlens[1] + s.s_new + 1; }});
+  // d = 100 is not a multiple of 8: the general loader's element-wise gather (load_rows), the path
+  // every paged call takes on a variant whose loader cannot keep one column per thread (d = 96 /
+  // 192 variants, unaligned K/V). It too must turn the bad page's keys into NaN.
+  KvSpec general = paged;
+  general.d = 100;
+  general.rotary_dim = 0;
+  v.push_back({"SmallBlockTableNegativeGeneralLoader", general, FLASHPLUS_INDEX_ERROR_BLOCK_TABLE,
+               [](KvHost& h, const KvSpec&) { h.block_table[h.max_blocks + 1] = -3; }});
   KvSpec split = paged;
   split.s_q = 1;
   split.s_new = 1;
