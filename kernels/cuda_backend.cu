@@ -512,8 +512,8 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
 }
 
 // Split-KV when the grid would leave CTA slots idle (decode, small batch). A slot is one resident
-// CTA (ctas_per_sm: two 4-warp or one 8-warp big-tile CTA, four decode-tile CTAs at d <= 128, two
-// at d = 256). Filling every slot, not just every SM, matters most for decode, which is bound by how
+// CTA (ctas_per_sm: two 4-warp or one 8-warp big-tile CTA; decode-tile CTAs: four at d = 64, three
+// at d = 128, two at d = 256). Filling every slot, not just every SM, matters most for decode, which is bound by how
 // many K/V loads are in flight. Picks the smallest split count whose wave efficiency is within
 // 85% of the best, each split keeping at least two key tiles. Short contexts (at most
 // kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit in one wave get one tile per
@@ -531,6 +531,12 @@ int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant&
   const int slots = multiprocessor_count(p.device.index) *
                     kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
   if (ctas >= slots * 4 / 5) return 1;
+  // The decode tile keeps the next key tile's K and V in flight (tile_shape.h fwd_kv_stages_sm80), so
+  // from about two CTAs per SM the grid reads at full bandwidth unsplit; splitting it only adds
+  // partial waves and the combine (H100 run 15, b = 64, 8k context, 256 CTAs on 132 SMs: 360 us
+  // unsplit, 376 with the 3 splits that filling the 3 slots per SM picked, 383 with 2). The bound
+  // (1.5 CTAs per SM) is that one measurement's side of it, not a measured edge.
+  if (variant.decode_tile && 2 * ctas >= 3 * static_cast<int64_t>(multiprocessor_count(p.device.index))) return 1;
   if (n_blocks <= kOneTileSplitMaxBlocks && ctas * n_blocks <= slots) return limit;
   const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
   double best_efficiency = 0.0;

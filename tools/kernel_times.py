@@ -63,6 +63,10 @@ def main():
         vc = torch.randn_like(kc)
         show(f"decode b={b} ctx={ctx} page={page}",
              lambda: flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table))
+        if not page and b == 1:  # SDPA's kernels for the same step (contiguous cache), launch against launch
+            qt, kt, vt = q.transpose(1, 2), kc.transpose(1, 2), vc.transpose(1, 2)
+            show(f"SDPA decode b={b} ctx={ctx}",
+                 lambda: torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True))
         del kc, vc
     for s, d in [(512, 128), (4096, 128), (4096, 64)]:
         b, h = 16384 // s, 2048 // d
