@@ -43,6 +43,9 @@ PRESETS = {
     # full-preset head dim on the device in two calls that each fit its 10-minute limit (the full
     # build alone takes 8.5 minutes there).
     "rest": {"archs": [80, 90], "head_dims": [96, 192], "dtypes": ["fp16", "bf16"], "paths": ["sm80", "sm90"]},
+    # fp16 at the bench preset's head dims: with "bench" and "rest", every variant of the full
+    # preset runs its GPU tests in three device calls.
+    "fp16": {"archs": [80, 90], "head_dims": [64, 128, 256], "dtypes": ["fp16"], "paths": ["sm80", "sm90"]},
 }
 
 # Kernel paths: name -> KernelPath (tile_shape.h), whose value is the compute capability it needs.
