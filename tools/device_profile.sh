@@ -2,7 +2,10 @@
 # device_profile.sh — one device call for performance work: build the CUDA library (preset and
 # extra cmake args as tools/device_check.sh), print the C++ timing harnesses (CudaFwdTiming,
 # CudaBwdTiming), per-kernel times (tools/kernel_times.py), then Nsight Compute on the shapes of
-# NCU_SHAPES (tools/ncu_profile.sh). No correctness tests: run tools/device_check.sh for those.
+# NCU_SHAPES, or on the decode calls of NCU_DECODE="b,ctx ..." (tools/ncu_profile.sh,
+# tools/ncu_workload.py). No correctness tests: run tools/device_check.sh for those.
+# Decode profile: NCU_DECODE="1,1024" NCU_KERNELS='regex:fwd_kernel_sm80|split_combine_kernel'
+#   tools/device_profile.sh dev -DFLASHPLUS_CUDA_ARCHITECTURES=90-real
 # Usage (repository root, device): tools/device_profile.sh dev -DFLASHPLUS_CUDA_ARCHITECTURES=90-real
 set -uo pipefail
 PRESET="${1:-dev}"
@@ -20,7 +23,7 @@ echo "== C++ timing harnesses"
 "$BUILD/kernels/tests_cuda/flashplus_cuda_tests" --gtest_also_run_disabled_tests --gtest_filter='*Timing*' 2>&1 | grep timing
 echo "== per-kernel times"
 PYTHONPATH=python python3 tools/kernel_times.py 2>&1 | grep -v "^\s*$"
-if [ -n "${NCU_SHAPES:-}" ]; then
-  echo "== Nsight Compute ($NCU_SHAPES)"
+if [ -n "${NCU_SHAPES:-}${NCU_DECODE:-}" ]; then
+  echo "== Nsight Compute (${NCU_SHAPES:-decode $NCU_DECODE})"
   OUT="$LOGS" tools/ncu_profile.sh
 fi
