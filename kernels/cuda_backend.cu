@@ -511,16 +511,27 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
   return f;
 }
 
-// Split-KV when the grid would leave CTA slots idle (decode, small batch). A slot is one resident
-// CTA (ctas_per_sm: two 4-warp or one 8-warp big-tile CTA; decode-tile CTAs: four at d = 64, three
-// at d = 128, two at d = 256). Filling every slot, not just every SM, matters most for decode, which is bound by how
-// many K/V loads are in flight. Picks the smallest split count whose wave efficiency is within
-// 85% of the best, each split keeping at least two key tiles. Short contexts (at most
-// kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit in one wave get one tile per
-// split: such a call is pure latency, and a CTA's second tile costs about as much as the whole
-// first one (H100 run 14, b = 1, 1k context, GQA 8:1: 27 us with 8 splits, 22 us with 16; at 8k
-// context two-tile splits are as fast as one-tile ones, whose combine reads twice the partials).
+// Split-KV when the grid would leave the GPU idle (decode, small batch).
+//
+// Decode tile (at most 16 tile rows): it keeps the next key tile's K and V in flight
+// (tile_shape.h fwd_kv_stages_sm80), so about two CTAs per SM read at full bandwidth; more splits
+// than that only add CTAs whose fixed cost (prologue, partial store) and combine input outweigh
+// what they read. So: about 2 CTAs per SM, each split at least kMinTilesPerDecodeSplit key tiles.
+// Chosen from H100 run 15's timings of every split count (tools/decode_splits.py, graph replays,
+// 32 q / 4 kv heads, d = 128): this rule picks the fastest count measured at b = 1, 8k (32 splits,
+// 23.5 us; filling the 3 slots per SM picked 55, 25.2), b = 4, 8k (16: 43.3 against 44.7) and
+// b = 16, 8k (4: 108.8 against 113.0), and none at b = 64 (360 us; 3 splits took 376).
+//
+// Other tiles: a slot is one resident CTA (ctas_per_sm); picks the smallest split count whose
+// wave efficiency is within 85% of the best, each split keeping at least two key tiles.
+//
+// Both: short contexts (at most kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit
+// in one wave get one tile per split: such a call is pure latency, and a CTA's second tile costs
+// about as much as the whole first one (H100 run 14, b = 1, 1k context, GQA 8:1: 27 us with 8
+// splits, 22 us with 16).
 constexpr int kOneTileSplitMaxBlocks = 16;
+constexpr int kMinTilesPerDecodeSplit = 4;
+constexpr int kDecodeCtasPerSm = 2;
 
 int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant& variant) {
   const kernels::TileShape tile = variant.tile();
@@ -528,16 +539,15 @@ int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant&
   const int limit = std::min(kernels::kMaxSplitsKv, n_blocks);
   if (p.num_splits >= 1) return std::max(1, std::min(p.num_splits, limit));
   const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * kernels::StaticTileScheduler::heads(f);
-  const int slots = multiprocessor_count(p.device.index) *
-                    kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
+  const int sms = multiprocessor_count(p.device.index);
+  const int slots = sms * kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
   if (ctas >= slots * 4 / 5) return 1;
-  // The decode tile keeps the next key tile's K and V in flight (tile_shape.h fwd_kv_stages_sm80), so
-  // from about two CTAs per SM the grid reads at full bandwidth unsplit; splitting it only adds
-  // partial waves and the combine (H100 run 15, b = 64, 8k context, 256 CTAs on 132 SMs: 360 us
-  // unsplit, 376 with the 3 splits that filling the 3 slots per SM picked, 383 with 2). The bound
-  // (1.5 CTAs per SM) is that one measurement's side of it, not a measured edge.
-  if (variant.decode_tile && 2 * ctas >= 3 * static_cast<int64_t>(multiprocessor_count(p.device.index))) return 1;
   if (n_blocks <= kOneTileSplitMaxBlocks && ctas * n_blocks <= slots) return limit;
+  if (variant.decode_tile) {
+    const int64_t by_ctas = std::max<int64_t>(1, static_cast<int64_t>(kDecodeCtasPerSm) * sms / ctas);
+    const int by_tiles = std::max(1, n_blocks / kMinTilesPerDecodeSplit);
+    return static_cast<int>(std::min<int64_t>({by_ctas, static_cast<int64_t>(by_tiles), static_cast<int64_t>(limit)}));
+  }
   const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
   double best_efficiency = 0.0;
   double efficiency[kernels::kMaxSplitsKv + 1] = {};
