@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "launch.h"
+#include "split_heuristic.h"
 #include "tile_scheduler.cuh"
 
 namespace flashplus {
@@ -511,54 +512,16 @@ FwdParams make_fwd_params(const FwdProblem& p, const FwdVariant& variant) {
   return f;
 }
 
-// Split-KV when the grid would leave the GPU idle (decode, small batch).
-//
-// Decode tile (at most 16 tile rows): it keeps the next key tile's K and V in flight
-// (tile_shape.h fwd_kv_stages_sm80), so about two CTAs per SM read at full bandwidth; more splits
-// than that only add CTAs whose fixed cost (prologue, partial store) and combine input outweigh
-// what they read. So: about 2 CTAs per SM, each split at least kMinTilesPerDecodeSplit key tiles.
-// Chosen from H100 run 15's timings of every split count (tools/decode_splits.py, graph replays,
-// 32 q / 4 kv heads, d = 128): this rule picks the fastest count measured at b = 1, 8k (32 splits,
-// 23.5 us; filling the 3 slots per SM picked 55, 25.2), b = 4, 8k (16: 43.3 against 44.7) and
-// b = 16, 8k (4: 108.8 against 113.0), and none at b = 64 (360 us; 3 splits took 376).
-//
-// Other tiles: a slot is one resident CTA (ctas_per_sm); picks the smallest split count whose
-// wave efficiency is within 85% of the best, each split keeping at least two key tiles.
-//
-// Both: short contexts (at most kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit
-// in one wave get one tile per split: such a call is pure latency, and a CTA's second tile costs
-// about as much as the whole first one (H100 run 14, b = 1, 1k context, GQA 8:1: 27 us with 8
-// splits, 22 us with 16).
-constexpr int kOneTileSplitMaxBlocks = 16;
-constexpr int kMinTilesPerDecodeSplit = 4;
-constexpr int kDecodeCtasPerSm = 2;
-
+// The split-KV count for num_splits = 0 (split_heuristic.h says how it is chosen).
 int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant& variant) {
   const kernels::TileShape tile = variant.tile();
-  const int n_blocks = std::max(1, (p.seqs.max_seqlen_k + tile.block_n - 1) / tile.block_n);
-  const int limit = std::min(kernels::kMaxSplitsKv, n_blocks);
-  if (p.num_splits >= 1) return std::max(1, std::min(p.num_splits, limit));
-  const int64_t ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * kernels::StaticTileScheduler::heads(f);
-  const int sms = multiprocessor_count(p.device.index);
-  const int slots = sms * kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
-  if (ctas >= slots * 4 / 5) return 1;
-  if (n_blocks <= kOneTileSplitMaxBlocks && ctas * n_blocks <= slots) return limit;
-  if (variant.decode_tile) {
-    const int64_t by_ctas = std::max<int64_t>(1, static_cast<int64_t>(kDecodeCtasPerSm) * sms / ctas);
-    const int by_tiles = std::max(1, n_blocks / kMinTilesPerDecodeSplit);
-    return static_cast<int>(std::min<int64_t>({by_ctas, static_cast<int64_t>(by_tiles), static_cast<int64_t>(limit)}));
-  }
-  const int max_splits = std::min(limit, std::max(1, n_blocks / 2));
-  double best_efficiency = 0.0;
-  double efficiency[kernels::kMaxSplitsKv + 1] = {};
-  for (int s = 1; s <= max_splits; ++s) {
-    const double waves = static_cast<double>(ctas * s) / slots;
-    efficiency[s] = waves / std::ceil(waves);
-    best_efficiency = std::max(best_efficiency, efficiency[s]);
-  }
-  for (int s = 1; s <= max_splits; ++s)
-    if (efficiency[s] >= 0.85 * best_efficiency) return s;
-  return 1;
+  kernels::SplitGrid grid;
+  grid.ctas = static_cast<int64_t>(f.num_m_blocks) * f.batch * kernels::StaticTileScheduler::heads(f);
+  grid.key_tiles = std::max(1, (p.seqs.max_seqlen_k + tile.block_n - 1) / tile.block_n);
+  grid.sms = multiprocessor_count(p.device.index);
+  grid.slots = grid.sms * kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
+  grid.decode_tile = variant.decode_tile;
+  return kernels::choose_splits(grid, p.num_splits);
 }
 
 // Describes an (b, s, h, d) fp32 workspace slice as a combine partial.
