@@ -99,6 +99,30 @@ def test_cuda_graph_split_kv_combine(num_splits):
             assert lse_err < 1e-3, f"lse[{i}] replay {replay}: error {lse_err:.3g}"
 
 
+def test_split_kv_combine_same_with_and_without_dependent_launch(monkeypatch):
+    """FLASHPLUS_COMBINE_PDL=0 launches the split-KV combine the plain way; the kernels and their
+    inputs are the same, so out and lse must be bit-identical either way (an early combine that
+    read partials before the split kernel wrote them would differ)."""
+    require_build("cuda", torch.bfloat16, 128)
+    b, h, h_k, d, s_cache = 3, 16, 2, 128, 5000
+    q = rand(b, 1, h, d, device="cuda", dtype=torch.bfloat16)
+    k_cache = rand(b, s_cache, h_k, d, device="cuda", dtype=torch.bfloat16)
+    v_cache = rand(b, s_cache, h_k, d, device="cuda", dtype=torch.bfloat16)
+    seqlens = torch.tensor([4999, 17, 2500], dtype=torch.int32, device="cuda")
+    results = {}
+    for pdl in ("1", "0"):
+        monkeypatch.setenv("FLASHPLUS_COMBINE_PDL", pdl)
+        for num_splits in (0, 9):
+            out, lse = flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens,
+                                               num_splits=num_splits, return_softmax_lse=True)
+            results[pdl, num_splits] = (out.clone(), lse.clone())
+    for num_splits in (0, 9):
+        (out1, lse1), (out0, lse0) = results["1", num_splits], results["0", num_splits]
+        assert not torch.isnan(out1).any() and not torch.isnan(lse1).any()
+        assert torch.equal(out1, out0), f"num_splits={num_splits}: out differs with PDL"
+        assert torch.equal(lse1, lse0), f"num_splits={num_splits}: lse differs with PDL"
+
+
 @pytest.mark.parametrize("varlen", [False, True])
 def test_dropout_mask_identical_to_cpu(varlen):
     require_build("cuda", torch.bfloat16, 64)
