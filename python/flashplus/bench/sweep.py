@@ -145,6 +145,13 @@ def _sdpa_call(q, k, v, causal, **kw):
     return out.transpose(1, 2)
 
 
+def _sdpa_flash_decode(q, k, v):
+    """SDPA restricted to its FLASH backend (FlashAttention-2): the decode peer the issue's
+    "at least as fast as FA2" compares with. Unrestricted SDPA picks cuDNN for this call."""
+    with _Context("FLASH"):
+        return _sdpa_call(q, k, v, False, enable_gqa=True)
+
+
 def _attention_fn(impl: str, causal: bool):
     if impl == "flashplus":
         from flash_attn import flash_attn_func
@@ -360,7 +367,8 @@ def _measure_eager_and_graph(timer: Timer, fn: Callable, cuda: bool, ours: bool)
 
 
 def run_decode_case(cfg: Config, timer: Timer, b: int, ctx: int, copy_gbps: float) -> List[Dict]:
-    """Contiguous and paged flashplus decode, with SDPA (contiguous, enable_gqa) as reference."""
+    """Contiguous and paged flashplus decode, with SDPA (contiguous, enable_gqa; whatever backend
+    it picks, cuDNN on torch 2.11 / H100) and SDPA's FLASH backend (FA2) as references."""
     from flash_attn import flash_attn_with_kvcache
 
     nbytes = decode_bytes(cfg, b, ctx)
@@ -376,8 +384,9 @@ def run_decode_case(cfg: Config, timer: Timer, b: int, ctx: int, copy_gbps: floa
                 skipped = {"status": SKIPPED, "detail": f"cache {nbytes['kv'] / 1e9:.1f} GB > 40% "
                            f"of free {free / 1e9:.1f} GB"}
                 rows.append({**base, "layout": layout, "flashplus": skipped, "sdpa": skipped,
-                             "flashplus_graph": skipped, "sdpa_graph": skipped,
-                             "fraction_of_copy": None, "ratio_vs_sdpa": None})
+                             "flashplus_graph": skipped, "sdpa_graph": skipped, "fa2": skipped,
+                             "fa2_graph": skipped, "fraction_of_copy": None, "ratio_vs_sdpa": None,
+                             "ratio_vs_fa2": None})
             return rows
 
     def finish(r):
@@ -394,9 +403,11 @@ def run_decode_case(cfg: Config, timer: Timer, b: int, ctx: int, copy_gbps: floa
         timer, lambda: flash_attn_with_kvcache(q, kc, vc, cache_seqlens=seqlens), cfg.cuda, True)
     sdpa, sdpa_graph = _measure_eager_and_graph(
         timer, lambda: _sdpa_call(q, kc, vc, False, enable_gqa=True), cfg.cuda, False)
+    fa2, fa2_graph = _measure_eager_and_graph(timer, lambda: _sdpa_flash_decode(q, kc, vc), cfg.cuda, False)
+    peers = {"sdpa": finish(sdpa), "sdpa_graph": finish(sdpa_graph), "fa2": finish(fa2),
+             "fa2_graph": finish(fa2_graph)}
     rows.append({**base, "layout": "contiguous", "flashplus": finish(ours),
-                 "flashplus_graph": finish(ours_graph), "sdpa": finish(sdpa),
-                 "sdpa_graph": finish(sdpa_graph)})
+                 "flashplus_graph": finish(ours_graph), **peers})
     del kc, vc
     _free(dev)
     # Paged cache: pages of page_size rows in a random order.
@@ -409,18 +420,18 @@ def run_decode_case(cfg: Config, timer: Timer, b: int, ctx: int, copy_gbps: floa
         timer, lambda: flash_attn_with_kvcache(q, kp, vp, cache_seqlens=seqlens, block_table=table),
         cfg.cuda, True)
     rows.append({**base, "layout": "paged", "flashplus": finish(paged),
-                 "flashplus_graph": finish(paged_graph), "sdpa": finish(sdpa),
-                 "sdpa_graph": finish(sdpa_graph)})
+                 "flashplus_graph": finish(paged_graph), **peers})
     del kp, vp, table, q
     _free(dev)
-    # Bandwidth and the SDPA ratio come from the graph replays where both exist (the kernels'
+    # Bandwidth and the peer ratios come from the graph replays where ours exists (the kernels'
     # time), else from the eager calls; "timing" records which.
     for row in rows:
         use_graph = row["flashplus_graph"]["status"] == OK
         r = row["flashplus_graph"] if use_graph else row["flashplus"]
-        peer = row["sdpa_graph"] if use_graph else row["sdpa"]
         row["timing"] = "graph" if use_graph else "eager"
         row["fraction_of_copy"] = r["GBps"] / copy_gbps if r["status"] == OK else None
-        row["ratio_vs_sdpa"] = (peer["ms"] / r["ms"] if r["status"] == OK and peer["status"] == OK
-                                else None)
+        for name in ("sdpa", "fa2"):
+            peer = row[f"{name}_graph"] if use_graph else row[name]
+            row[f"ratio_vs_{name}"] = (peer["ms"] / r["ms"] if r["status"] == OK and peer["status"] == OK
+                                       else None)
     return rows
