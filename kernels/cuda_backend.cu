@@ -282,7 +282,7 @@ const FwdVariant* fitting_sibling(const FwdProblem& p, const FwdVariant& base, b
       continue;
     if (v.kv_load == kernels::KvLoad::kAny) {
       general = &v;
-    } else if (kv_layout_fits(p, v.kv_load, v.head_dim, 32 * v.tile().num_warps)) {
+    } else if (kv_layout_fits(p, v.kv_load, v.head_dim, v.load_threads())) {
       return &v;
     }
   }
@@ -340,7 +340,7 @@ const Variant* sm90_twin(const Variant (&table)[N], const Variant& base, const F
                          const char* kv_rule, int device_index, std::string& why_not) {
   for (const Variant& v : table) {
     if (v.path != kernels::KernelPath::kSm90 || v.dtype != base.dtype || v.head_dim != base.head_dim) continue;
-    if (!kv_layout_fits(forward, kv_load_of(v), v.head_dim, 32 * v.tile().num_warps)) {
+    if (!kv_layout_fits(forward, kv_load_of(v), v.head_dim, v.load_threads())) {
       why_not = kv_rule;
       return nullptr;
     }

@@ -173,7 +173,11 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
   const KeyBlockRange range = key_block_range_for_queries<kBlockN>(p, first_query, last_query, seq.seqlen_q,
                                                                    seq.seqlen_k, tile.split, p.num_splits);
   if (!range.empty()) {
-    using Loader = KeyTileLoader<kBlockN, kHeadDim, kNThreads, Element, Traits::kKvLoad>;
+    // Threads 0 .. kLoadThreads - 1 load Q, K and V (all of them but in the d = 96 decode tile,
+    // tile_shape.h fwd_load_threads_sm80); every thread fills the paged row table.
+    constexpr int kLoadThreads = Traits::kLoadThreads;
+    const bool loads = kLoadThreads == kNThreads || tid < kLoadThreads;
+    using Loader = KeyTileLoader<kBlockN, kHeadDim, kLoadThreads, Element, Traits::kKvLoad>;
     constexpr bool kMayPage = Traits::kKvLoad != KvLoad::kStrided;
     // The shared row table (fill_paged_rows) where K and V can share it; the paged-only loader is
     // picked only for such calls (kv_layout_fits), the general one gathers the others row by row.
@@ -187,14 +191,14 @@ __device__ __forceinline__ void fwd_tile_sm80(const FwdParams& p, const FwdTile&
     auto stage_of = [&](int n_block) { return kStages == 1 ? 0 : (range.end - 1 - n_block) % kStages; };
     auto load_k = [&](int n_block) {
       Tensor sK = k_buffer(stage_of(n_block));
-      k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
+      if (loads) k_loader.load(sK, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
     };
     auto load_v = [&](int n_block) {
       Tensor sV = v_buffer(stage_of(n_block));
-      v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
+      if (loads) v_loader.load(sV, seq, kv_head, p.head_dim, n_block * kBlockN, tid);
     };
 
-    load_query_tile<kBlockM, kHeadDim, kNThreads, Element>(sQ, p, seq, rows, m0, tid);
+    if (loads) load_query_tile<kBlockM, kHeadDim, kLoadThreads, Element>(sQ, p, seq, rows, m0, tid);
     // Paged K/V: the row table of key tile n goes into buffer n % 2 before the barrier that precedes
     // its first load. One pair: tile n's table is written in the visit of n + 1 (before load_k(n)),
     // and buffer n % 2 was last read by tile n + 2's loads, issued before that visit's barrier. Two

@@ -39,6 +39,7 @@ struct FwdTraitsSm80 {
   static constexpr int kBlockN = kShape.block_n;
   static constexpr int kNWarps = kShape.num_warps;
   static constexpr int kNThreads = kNWarps * 32;
+  static constexpr int kLoadThreads = fwd_load_threads_sm80(kHeadDim, kDecodeTile);  // threads 0 .. that load
   static constexpr int kMinCtasPerSm = kShape.min_ctas_per_sm;  // __launch_bounds__
   static constexpr int kKeySplitWarps = fwd_key_split_warps_sm80(kHeadDim, kDecodeTile);
   static constexpr int kMmaWarps = kNWarps / kKeySplitWarps;  // warps stacked along the rows

@@ -43,6 +43,10 @@ struct FwdVariant {
     return path == KernelPath::kSm90 ? fwd_smem_bytes_sm90(head_dim, element_size)
                                      : fwd_smem_bytes_sm80(head_dim, element_size, decode_tile, kv_load);
   }
+  // Threads that load K and V (kv_layout_fits: whether the specialised loaders fit).
+  constexpr int load_threads() const {
+    return path == KernelPath::kSm90 ? 32 * tile().num_warps : fwd_load_threads_sm80(head_dim, decode_tile);
+  }
 };
 
 using BwdLaunchFn = cudaError_t (*)(const BwdParams&, cudaStream_t);
@@ -63,6 +67,7 @@ struct BwdVariant {
     return path == KernelPath::kSm90 ? bwd_smem_bytes_sm90(head_dim, element_size)
                                      : bwd_smem_bytes_sm80(head_dim, element_size);
   }
+  constexpr int load_threads() const { return 32 * tile().num_warps; }  // every thread loads
 };
 
 // D = rowsum(dout * out) into params.softmax_d (bwd_preprocess_kernel.cuh); dtype of dout / out.

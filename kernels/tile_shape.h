@@ -44,8 +44,21 @@ constexpr int fwd_key_split_warps_sm80(int head_dim, bool decode_tile) {
 }
 
 // Whether a tile's 16-byte chunks split into whole rows per pass over the threads, so that each
-// thread keeps one column (key_tile_loader_sm80.cuh). Not for d = 96 / 192 (12 / 24 chunks per row).
+// thread keeps one column (key_tile_loader_sm80.cuh). Not for d = 96 / 192 (12 / 24 chunks per row)
+// over 128 or 256 threads.
 constexpr bool fixed_column_loads(int head_dim, int num_threads) { return num_threads % (head_dim / 8) == 0; }
+
+// Threads of an sm80 forward CTA that load Q, K and V. The big tile: all of them. The decode tile
+// at d = 96 (12 chunks per row, which do not split over its 128 threads): 96 threads, 8 whole rows
+// per pass, so that it too has the fixed-column strided and paged loaders (the general gather costs
+// a 64-bit offset product per chunk); its fourth warp only computes. The decode tile is the one
+// where that matters: a decode step is mostly loads.
+constexpr int fwd_load_threads_sm80(int head_dim, bool decode_tile) {
+  const int threads = fwd_tile_shape_sm80(head_dim, decode_tile).num_warps * 32;
+  const int chunks_per_row = head_dim / 8;
+  if (!decode_tile || fixed_column_loads(head_dim, threads)) return threads;
+  return threads >= 8 * chunks_per_row ? 8 * chunks_per_row : threads;
+}
 
 // Which K/V layouts a forward variant's loader handles (a variant policy, variants.py):
 //   kAny      every layout: strided, paged, and the element-wise gather (unaligned, d % 8 != 0);

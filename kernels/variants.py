@@ -77,6 +77,14 @@ def fwd_threads(head_dim, decode_tile):
     return 128 if decode_tile or head_dim <= 128 else 256
 
 
+def fwd_load_threads(head_dim, decode_tile):
+    """Threads of the forward's tile that load Q, K and V (tile_shape.h: fwd_load_threads_sm80)."""
+    threads, chunks_per_row = fwd_threads(head_dim, decode_tile), head_dim // 8
+    if not decode_tile or fixed_column_loads(head_dim, threads):
+        return threads
+    return 8 * chunks_per_row if threads >= 8 * chunks_per_row else threads
+
+
 def variants(preset, direction="fwd"):
     config = PRESETS[preset]
     result = []
@@ -122,10 +130,13 @@ def variants(preset, direction="fwd"):
                 #  - big tile: strided (dense and varlen training, prefill);
                 #  - decode tile (16 rows, warps splitting the keys; tile_shape.h: calls with at most
                 #    16 tile rows): strided (contiguous KV cache) and paged (vLLM-style caches). A decode tile with the
-                #    general loader took ptxas 8 minutes, so other layouts decode on the big tile.
+                #    general loader took ptxas 8 minutes, so other layouts decode on the big tile. At d = 96
+                #    its loads run on 96 of its 128 threads (fwd_load_threads); d = 192 (24 chunks per row,
+                #    4 rows per pass of 96 threads; a rare head dim) has none, to keep the full build
+                #    inside its 10 minutes.
                 if fixed_column_loads(head_dim, fwd_threads(head_dim, False)):
                     add(path, dtype, head_dim, False, kv_load="strided")
-                if fixed_column_loads(head_dim, fwd_threads(head_dim, True)):
+                if head_dim != 192 and fixed_column_loads(head_dim, fwd_load_threads(head_dim, True)):
                     add(path, dtype, head_dim, False, decode_tile=True, kv_load="strided")
                     add(path, dtype, head_dim, False, decode_tile=True, kv_load="paged")
     return result

@@ -247,6 +247,12 @@ std::vector<KvSpec> kv_specs() {
                .s_cache = 128, .cache_seqlens = {0, 5, 16, 69}, .rotary_dim = 0, .num_splits = 2});
   v.push_back({.name = "Decode24RowsBigTileSplits", .s_q = 3, .s_new = 3, .h_q = 16, .h_k = 2,
                .cache_seqlens = {250, 77}, .num_splits = 3});
+  // d = 96: the decode tile whose loads run on 96 of its 128 threads (tile_shape.h
+  // fwd_load_threads_sm80), contiguous and paged, with splits and a GQA group of 4.
+  v.push_back({.name = "DecodeHd96Splits", .batch = 3, .s_q = 1, .s_new = 1, .h_q = 8, .h_k = 2, .d = 96,
+               .cache_batch = 3, .s_cache = 700, .cache_seqlens = {650, 3, 130}, .rotary_dim = 32, .num_splits = 3});
+  v.push_back({.name = "DecodeHd96PagedSplits", .batch = 2, .s_q = 2, .s_new = 2, .h_q = 8, .h_k = 2, .d = 96,
+               .s_cache = 300, .page_size = 16, .cache_seqlens = {290, 77}, .num_splits = 0});
   v.push_back({.name = "PagedHd100GeneralLoader", .d = 100, .page_size = 16, .cache_seqlens = {70, 33},
                .rotary_dim = 32});
   v.push_back({.name = "DecodeMhaOneRowPaged16", .s_q = 1, .s_new = 1, .h_q = 3, .h_k = 3, .page_size = 16,
