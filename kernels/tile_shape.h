@@ -31,7 +31,8 @@ struct TileShape {
 // copies each) and each owns 16 of the tile's 64 keys with its own running max / sum / output,
 // merged through shared memory once at the end (fwd_kernel_sm80.cuh). CTAs per SM: the shared
 // memory of two K/V buffer pairs (fwd_kv_stages_sm80) leaves room for 3 at d = 128 (69 KiB each),
-// which lets a thread have 168 registers (at 4 CTAs, 128, the main loop spilled ~250 bytes); 4 at
+// which lets a thread have 168 registers (at 4 CTAs, 128, the main loop spilled ~250-290 bytes; at
+// 168 the paged variant spills none, the strided one 96); 4 at
 // d = 64 (125 registers, no spills); at d = 256 the output alone is 128 registers, so 2 CTAs.
 constexpr TileShape fwd_tile_shape_sm80(int head_dim, bool decode_tile = false) {
   return decode_tile ? TileShape{16, 64, 4, head_dim <= 64 ? 4 : head_dim <= 128 ? 3 : 2}
