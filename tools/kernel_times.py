@@ -2,6 +2,7 @@
 """kernel_times.py — per-kernel GPU times (torch.profiler / CUPTI) of a few flashplus calls:
 decode (split-KV + combine), forward and backward, to see which launch dominates a call.
 Usage (device): FLASHPLUS_LIBRARY=... PYTHONPATH=python python3 tools/kernel_times.py"""
+import os
 import time
 
 import torch
@@ -63,6 +64,13 @@ def main():
         vc = torch.randn_like(kc)
         show(f"decode b={b} ctx={ctx} page={page}",
              lambda: flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table))
+        if b == 1 and not page:
+            # Under programmatic dependent launch the combine starts early and its profiled time
+            # includes its wait for the split kernel; launched the plain way it is its own.
+            os.environ["FLASHPLUS_COMBINE_PDL"] = "0"
+            show(f"decode b={b} ctx={ctx} page={page}, combine without PDL",
+                 lambda: flash_attn_with_kvcache(q, kc, vc, cache_seqlens=lens, block_table=table))
+            del os.environ["FLASHPLUS_COMBINE_PDL"]
         if not page and b == 1:  # SDPA's kernels for the same step (contiguous cache), launch against launch
             qt, kt, vt = q.transpose(1, 2), kc.transpose(1, 2), vc.transpose(1, 2)
             show(f"SDPA decode b={b} ctx={ctx}",
