@@ -132,6 +132,9 @@ struct DeviceInfo {
   int multiprocessors = 1;
   int max_dynamic_smem = 48 * 1024;  // opt-in limit per block
   int smem_per_sm = 100 * 1024;
+  // The split-KV combine may be launched early (programmatic dependent launch): compute capability
+  // >= 9.0 running combine code compiled for sm90 or newer (launch_combine.cu says why).
+  bool combine_launches_early = false;
 };
 
 constexpr int kMaxCachedDevices = 64;
@@ -166,6 +169,15 @@ Status device_info(int device_index, DeviceInfo& info) {
     cudaGetLastError();
     fresh.smem_per_sm = 100 * 1024;
   }
+  int combine_ptx = 0;
+  if (fresh.arch >= 90) {
+    DeviceGuard guard(device_index);  // the kernel attributes are those of the current device's image
+    if (guard.status() != cudaSuccess || kernels::split_combine_ptx_version(combine_ptx) != cudaSuccess) {
+      cudaGetLastError();
+      combine_ptx = 0;
+    }
+  }
+  fresh.combine_launches_early = fresh.arch >= 90 && combine_ptx >= 90;
   info = fresh;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -654,7 +666,12 @@ Status fwd(const FwdProblem& problem) {
     c.lse_row_stride = problem.lse.row_stride;
     c.out_cu_seqlens = problem.seqs.cu_seqlens_q;
     c.out_rows_total = problem.seqs.total_q;
-    e = kernels::launch_split_combine(c, stream);
+    // FLASHPLUS_COMBINE_PDL=0: the plain launch (A/B timing; read per call).
+    const char* pdl = std::getenv("FLASHPLUS_COMBINE_PDL");
+    DeviceInfo info;
+    const bool launch_early = !(pdl && std::strcmp(pdl, "0") == 0) &&
+                              device_info(problem.device.index, info).is_ok() && info.combine_launches_early;
+    e = kernels::launch_split_combine(c, launch_early, stream);
     if (e != cudaSuccess) return device_error("launch of the split-KV combine kernel", e);
   }
 

@@ -119,7 +119,14 @@ struct SplitCombineParams {
   int64_t out_rows_total = 0;
 };
 
-cudaError_t launch_split_combine(const SplitCombineParams& params, cudaStream_t stream);
+// launch_early: programmatic dependent launch. The combine may be scheduled while the split kernel
+// before it still runs (whose CTAs allow it at their start) and waits at griddepcontrol.wait until
+// that grid has finished and its partials are visible (dependent_launch.cuh): at batch 1 a decode
+// step is a few microseconds in two kernels, and the second launch's latency is a share of it
+// (run 15: 0.3-1.0 us saved at b <= 4). Only where split_combine_ptx_version() >= 90 on a device of
+// compute capability >= 9.0 (code JIT-compiled from older PTX lacks the wait).
+cudaError_t launch_split_combine(const SplitCombineParams& params, bool launch_early, cudaStream_t stream);
+cudaError_t split_combine_ptx_version(int& version);
 
 // ---- KV-cache append + rotary (kv_append_kernel.cuh) ----
 struct KvAppendParams {

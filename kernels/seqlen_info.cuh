@@ -128,20 +128,21 @@ struct SeqlenInfo {
   __device__ __forceinline__ int64_t key_offset_or_bad(const RowsAddr& t, int j, int h) const {
     if (pages) {
       const int page = this->page(page_of(j));
-      if (page < 0) return -1;
-      return page * t.batch_stride + static_cast<int64_t>(row_in_page(j)) * t.row_stride + h * t.head_stride;
+      return page < 0 ? int64_t{-1} : offset_in_page(t, page, j, h);
     }
     return key_offset(t, j, h);
   }
 
   // Element offset of key j (within the sequence), K/V head h, feature 0.
   __device__ __forceinline__ int64_t key_offset(const RowsAddr& t, int j, int h) const {
-    if (pages) {
-      // A bad entry reads page 0 instead: reported, and the caller's result is then undefined.
-      const int64_t page = max(this->page(page_of(j)), 0);
-      return page * t.batch_stride + static_cast<int64_t>(row_in_page(j)) * t.row_stride + h * t.head_stride;
-    }
+    // A bad page entry reads page 0 instead: reported, and the caller's result is then undefined.
+    if (pages) return offset_in_page(t, max(this->page(page_of(j)), 0), j, h);
     return kv_batch * t.batch_stride + (key_row0 + j) * t.row_stride + h * t.head_stride;
+  }
+
+  // Key j's element offset in physical page `page` (paged K/V).
+  __device__ __forceinline__ int64_t offset_in_page(const RowsAddr& t, int64_t page, int j, int h) const {
+    return page * t.batch_stride + static_cast<int64_t>(row_in_page(j)) * t.row_stride + h * t.head_stride;
   }
 };
 
