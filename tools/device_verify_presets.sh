@@ -2,8 +2,9 @@
 # device_verify_presets.sh — one device call that runs the GPU test suites of several variant
 # presets in turn (tools/device_check.sh each: build, C++ GPU tests, Python GPU tests; no timing
 # harnesses; compute-sanitizer only where VERIFY_SANITIZER_FILTER names a gtest filter), so that
-# every variant of the full preset is tested on a GPU without the full build, which alone takes most of a call. Default: "rest fp16" (with a "bench" run, every
-# full-preset variant; the two build in ~120 s each on 16 cores).
+# every variant of the full preset is tested on a GPU without the full build, which alone takes
+# most of a call. Default: "rest fp16" (with a "bench" run, every full-preset variant; the two
+# build in ~120 s each on 16 cores).
 # Usage (repository root, device): OUT=$OUT tools/device_verify_presets.sh [preset ...]
 # Logs under $OUT/<preset>/; the summaries are printed last.
 set -uo pipefail
