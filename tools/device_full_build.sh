@@ -4,7 +4,7 @@
 # and sm_90 machine code, compute_80 PTX, the sm_90a wgmma variants), the library's size and its
 # cubins. Only the library target: no tests, no demo. The ninja log (per-step compile times, for
 # the build-order replay in kernels/NOTES.md) is copied to $OUT.
-# Usage (repository root, device): OUT=$OUT tools/device_full_build.sh
+# Usage (repository root, device): OUT=$OUT [FULL_BUILD_PYTEST="test_cuda.py"] tools/device_full_build.sh
 set -uo pipefail
 ROOT="$(pwd)"
 OUT="${OUT:-$ROOT/build-device-full-out}"
@@ -31,3 +31,15 @@ echo "PTX: $(cuobjdump --list-ptx "$lib" 2>/dev/null | grep -oE "sm_[0-9]+a?" | 
 # The ten slowest steps and where the last one started (the critical path).
 awk 'NR > 1 { printf "%6.1f s  start %6.1f s  %s\n", ($2 - $1) / 1000, $1 / 1000, $4 }' "$BUILD/.ninja_log" |
   sort -rn | head -10
+# FULL_BUILD_PYTEST: pytest arguments (relative to tests/python) to run against this library
+# afterwards, within FULL_BUILD_PYTEST_SECONDS (default 60): the full build has every dtype and head
+# dim, so GPU tests that the partial presets split between them can run together here.
+if [ -n "${FULL_BUILD_PYTEST:-}" ]; then
+  start=$(date +%s)
+  # shellcheck disable=SC2086  # the arguments are meant to split
+  (cd "$ROOT/tests/python" && FLASHPLUS_LIBRARY="$lib" PYTHONPATH="$ROOT/python" \
+    timeout "${FULL_BUILD_PYTEST_SECONDS:-60}" python3 -m pytest -q -p no:cacheprovider $FULL_BUILD_PYTEST \
+    >"$OUT/pytest.log" 2>&1)
+  echo "== pytest $FULL_BUILD_PYTEST: rc $? in $(( $(date +%s) - start ))s"
+  grep -E "FAILED|passed|failed" "$OUT/pytest.log" | tail -10
+fi

@@ -11,15 +11,22 @@ from flashplus import ops
 pytestmark = requires_cuda
 
 
-def test_cuda_graph_kvcache_decode():
+# Both half dtypes, each where the build has it: the fp16 and bf16 presets each run one.
+HALF_DTYPES = [torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_cuda_graph_kvcache_decode(dtype):
+    require_build("cuda", dtype, 128)
+    torch.manual_seed(0)
     b, h, h_k, d, s_cache = 2, 8, 2, 128, 512
-    dtype = torch.bfloat16
-    k_cache = torch.zeros(b, s_cache, h_k, d, device="cuda", dtype=dtype)
-    v_cache = torch.zeros_like(k_cache)
+    k_initial = torch.randn(b, s_cache, h_k, d, device="cuda", dtype=dtype)
+    v_initial = torch.randn_like(k_initial)
+    k_cache, v_cache = k_initial.clone(), v_initial.clone()
     seqlens = torch.tensor([3, 40], dtype=torch.int32, device="cuda")
-    q = torch.zeros(b, 1, h, d, device="cuda", dtype=dtype)
-    k_new = torch.zeros(b, 1, h_k, d, device="cuda", dtype=dtype)
-    v_new = torch.zeros_like(k_new)
+    q = torch.randn(b, 1, h, d, device="cuda", dtype=dtype)
+    k_new = torch.randn(b, 1, h_k, d, device="cuda", dtype=dtype)
+    v_new = torch.randn_like(k_new)
 
     def step():
         return flash_attn_with_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens=seqlens,
@@ -30,8 +37,8 @@ def test_cuda_graph_kvcache_decode():
     with torch.cuda.stream(side):  # warm-up outside the graph, as CUDA graphs require
         step()
     torch.cuda.current_stream().wait_stream(side)
-    k_cache.zero_()
-    v_cache.zero_()
+    k_cache.copy_(k_initial)  # undo the warm-up's append
+    v_cache.copy_(v_initial)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         out = step()
@@ -182,13 +189,14 @@ def test_unsupported_request_names_the_build():
     assert "float32" in message or "dtype" in message
 
 
-def test_bad_block_table_entry_is_reported_and_nan():
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_bad_block_table_entry_is_reported_and_nan(dtype):
     """A block_table entry past num_blocks on CUDA: no out-of-bounds read, the affected sequence's
     output is NaN, the other sequence is exact, and take_index_errors names block_table."""
     import flashplus
-    torch.manual_seed(3)
     b, h, h_k, d, page, blocks = 2, 4, 2, 64, 16, 4
-    dtype = torch.bfloat16
+    require_build("cuda", dtype, d)
+    torch.manual_seed(3)
     num_blocks = b * blocks
     k_cache = torch.randn(num_blocks, page, h_k, d, device="cuda", dtype=dtype)
     v_cache = torch.randn_like(k_cache)
