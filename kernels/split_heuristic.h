@@ -17,7 +17,12 @@
 // Other tiles: a slot is one resident CTA (ctas_per_sm); picks the smallest split count whose
 // wave efficiency is within 85% of the best, each split keeping at least two key tiles.
 //
-// Both: short contexts (at most kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit
+// Both: fewer than kMinKeyTilesToSplit key tiles run unsplit. The partial workspace (allocation
+// nodes in a graph) and the combine launch cost about 4 us at b = 1, five key tiles' worth of one
+// CTA's time (H100 run 16, b = 1, GQA 8:1, d = 128, graph replays: 128 keys 11.2 us unsplit
+// against 15.0 with two one-tile splits, paged 12.3 against 13.6; 1k keys 21.9 unsplit against
+// 16.3 with 16 splits).
+// Short contexts (at most kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit
 // in one wave get one tile per split: such a call is pure latency, and a CTA's second tile costs
 // about as much as the whole first one (H100 run 14, b = 1, 1k context, GQA 8:1: 27 us with 8
 // splits, 22 us with 16).
@@ -32,6 +37,7 @@
 namespace flashplus {
 namespace kernels {
 
+constexpr int kMinKeyTilesToSplit = 5;
 constexpr int kOneTileSplitMaxBlocks = 16;
 constexpr int kMinTilesPerDecodeSplit = 4;
 constexpr int kDecodeCtasPerSm = 2;
@@ -48,7 +54,7 @@ struct SplitGrid {
 inline int choose_splits(const SplitGrid& g, int requested) {
   const int limit = std::min(kMaxSplitsKv, g.key_tiles);
   if (requested >= 1) return std::max(1, std::min(requested, limit));
-  if (g.ctas >= static_cast<int64_t>(g.slots) * 4 / 5) return 1;
+  if (g.ctas >= static_cast<int64_t>(g.slots) * 4 / 5 || g.key_tiles < kMinKeyTilesToSplit) return 1;
   if (g.key_tiles <= kOneTileSplitMaxBlocks && g.ctas * g.key_tiles <= g.slots) return limit;
   if (g.decode_tile) {
     const int64_t by_ctas = std::max<int64_t>(1, static_cast<int64_t>(kDecodeCtasPerSm) * g.sms / g.ctas);

@@ -36,6 +36,21 @@ TEST(SplitHeuristic, DecodePicksRun15FastestCounts) {
   EXPECT_EQ(choose_splits(h100_decode(1, 1024), 0), 16);   // one key tile per split: 15.8 us; 8 17.2
 }
 
+TEST(SplitHeuristic, FewKeyTilesRunUnsplit) {
+  // H100 run 16 (graph replays): 128 keys, 11.2 us unsplit against 15.0 with two splits.
+  EXPECT_EQ(choose_splits(h100_decode(1, 128), 0), 1);
+  EXPECT_EQ(choose_splits(h100_decode(1, 64), 0), 1);
+  for (int context : {1, 65, 200, 256}) EXPECT_EQ(choose_splits(h100_decode(2, context), 0), 1) << context;
+  EXPECT_GT(choose_splits(h100_decode(1, 5 * 64), 0), 1);  // from kMinKeyTilesToSplit tiles on
+  SplitGrid big_tile;  // the rule holds for the 128-row tile too
+  big_tile.ctas = 2;
+  big_tile.key_tiles = flashplus::kernels::kMinKeyTilesToSplit - 1;
+  big_tile.sms = kH100Sms;
+  big_tile.slots = 2 * kH100Sms;
+  EXPECT_EQ(choose_splits(big_tile, 0), 1);
+  EXPECT_EQ(choose_splits(big_tile, 3), 3);  // a requested count still applies
+}
+
 TEST(SplitHeuristic, DecodeSplitsKeepFourKeyTilesAndAboutTwoCtasPerSm) {
   for (int batch : {1, 2, 3, 5, 8, 16, 33}) {
     for (int context : {1100, 4096, 8192, 32768, 131072}) {
