@@ -533,6 +533,7 @@ int choose_num_splits(const FwdProblem& p, const FwdParams& f, const FwdVariant&
   grid.sms = multiprocessor_count(p.device.index);
   grid.slots = grid.sms * kernels::ctas_per_sm(tile, variant.smem_bytes(2), smem_per_sm(p.device.index));
   grid.decode_tile = variant.decode_tile;
+  grid.paged_kv = f.block_table != nullptr;
   return kernels::choose_splits(grid, p.num_splits);
 }
 

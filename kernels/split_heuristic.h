@@ -17,11 +17,14 @@
 // Other tiles: a slot is one resident CTA (ctas_per_sm); picks the smallest split count whose
 // wave efficiency is within 85% of the best, each split keeping at least two key tiles.
 //
-// Both: fewer than kMinKeyTilesToSplit key tiles run unsplit. The partial workspace (allocation
-// nodes in a graph) and the combine launch cost about 4 us at b = 1, five key tiles' worth of one
-// CTA's time (H100 run 16, b = 1, GQA 8:1, d = 128, graph replays: 128 keys 11.2 us unsplit
-// against 15.0 with two one-tile splits, paged 12.3 against 13.6; 1k keys 21.9 unsplit against
-// 16.3 with 16 splits).
+// Both: short key ranges run unsplit. The partial workspace (allocation nodes in a graph) and the
+// combine launch cost about 3-4 us at b = 1, which a split repays only once the key tiles it takes
+// off one CTA cost more than that; a paged key tile costs about twice a contiguous one (its row
+// table, one more dependent load), so paged calls split from fewer tiles. H100 run 16, b = 1,
+// GQA 8:1, d = 128, graph replays, us, unsplit against the best split count:
+//   contiguous: 2 tiles 11.3 / 14.7, 4 tiles 12.8 / 14.9, 5 tiles 13.7 / 15.4, 8 tiles 16.1 / 16.1,
+//               16 tiles 21.9 / 16.4;
+//   paged:      2 tiles 12.4 / 13.4, 4 tiles 15.1 / 14.0, 5 tiles 16.6 / 14.4, 8 tiles 21.1 / 15.6.
 // Short contexts (at most kOneTileSplitMaxBlocks key tiles) whose one-tile splits all fit
 // in one wave get one tile per split: such a call is pure latency, and a CTA's second tile costs
 // about as much as the whole first one (H100 run 14, b = 1, 1k context, GQA 8:1: 27 us with 8
@@ -37,7 +40,8 @@
 namespace flashplus {
 namespace kernels {
 
-constexpr int kMinKeyTilesToSplit = 5;
+constexpr int kMinKeyTilesToSplitContiguous = 9;
+constexpr int kMinKeyTilesToSplitPaged = 4;
 constexpr int kOneTileSplitMaxBlocks = 16;
 constexpr int kMinTilesPerDecodeSplit = 4;
 constexpr int kDecodeCtasPerSm = 2;
@@ -48,13 +52,15 @@ struct SplitGrid {
   int sms = 1;               // multiprocessors of the device
   int slots = 1;             // CTAs of this kernel resident at once on the whole device (>= sms)
   bool decode_tile = false;  // the 16-row decode tile (tile_shape.h)
+  bool paged_kv = false;     // K / V through a block table
 };
 
 // requested >= 1: the caller's count, clamped to [1, min(kMaxSplitsKv, key tiles)]; else chosen.
 inline int choose_splits(const SplitGrid& g, int requested) {
   const int limit = std::min(kMaxSplitsKv, g.key_tiles);
   if (requested >= 1) return std::max(1, std::min(requested, limit));
-  if (g.ctas >= static_cast<int64_t>(g.slots) * 4 / 5 || g.key_tiles < kMinKeyTilesToSplit) return 1;
+  if (g.ctas >= static_cast<int64_t>(g.slots) * 4 / 5) return 1;
+  if (g.key_tiles < (g.paged_kv ? kMinKeyTilesToSplitPaged : kMinKeyTilesToSplitContiguous)) return 1;
   if (g.key_tiles <= kOneTileSplitMaxBlocks && g.ctas * g.key_tiles <= g.slots) return limit;
   if (g.decode_tile) {
     const int64_t by_ctas = std::max<int64_t>(1, static_cast<int64_t>(kDecodeCtasPerSm) * g.sms / g.ctas);

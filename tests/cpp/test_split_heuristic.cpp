@@ -17,8 +17,9 @@ using flashplus::kernels::SplitGrid;
 
 constexpr int kH100Sms = 132;
 
-SplitGrid h100_decode(int batch, int context) {
+SplitGrid h100_decode(int batch, int context, bool paged = false) {
   SplitGrid g;
+  g.paged_kv = paged;
   g.ctas = static_cast<int64_t>(batch) * 4;  // one packed tile per (batch, KV head)
   g.key_tiles = (context + 63) / 64;
   g.sms = kH100Sms;
@@ -37,18 +38,22 @@ TEST(SplitHeuristic, DecodePicksRun15FastestCounts) {
 }
 
 TEST(SplitHeuristic, FewKeyTilesRunUnsplit) {
-  // H100 run 16 (graph replays): 128 keys, 11.2 us unsplit against 15.0 with two splits.
-  EXPECT_EQ(choose_splits(h100_decode(1, 128), 0), 1);
-  EXPECT_EQ(choose_splits(h100_decode(1, 64), 0), 1);
-  for (int context : {1, 65, 200, 256}) EXPECT_EQ(choose_splits(h100_decode(2, context), 0), 1) << context;
-  EXPECT_GT(choose_splits(h100_decode(1, 5 * 64), 0), 1);  // from kMinKeyTilesToSplit tiles on
-  SplitGrid big_tile;  // the rule holds for the 128-row tile too
+  // H100 run 16 (graph replays, b = 1, us, unsplit / best split): contiguous 128 keys 11.3 / 14.7,
+  // 320 keys 13.7 / 15.4, 512 keys 16.1 / 16.1, 1k 21.9 / 16.4; paged 128 keys 12.4 / 13.4, 256
+  // keys 15.1 / 14.0, 512 keys 21.1 / 15.6.
+  for (int context : {64, 128, 256, 320, 512}) EXPECT_EQ(choose_splits(h100_decode(1, context), 0), 1) << context;
+  EXPECT_GT(choose_splits(h100_decode(1, 1024), 0), 1);
+  for (int context : {64, 128, 192}) EXPECT_EQ(choose_splits(h100_decode(1, context, true), 0), 1) << context;
+  for (int context : {256, 320, 512}) EXPECT_GT(choose_splits(h100_decode(1, context, true), 0), 1) << context;
+  SplitGrid big_tile;  // the 128-row tile too
   big_tile.ctas = 2;
-  big_tile.key_tiles = flashplus::kernels::kMinKeyTilesToSplit - 1;
+  big_tile.key_tiles = flashplus::kernels::kMinKeyTilesToSplitContiguous - 1;
   big_tile.sms = kH100Sms;
   big_tile.slots = 2 * kH100Sms;
   EXPECT_EQ(choose_splits(big_tile, 0), 1);
   EXPECT_EQ(choose_splits(big_tile, 3), 3);  // a requested count still applies
+  big_tile.paged_kv = true;
+  EXPECT_GT(choose_splits(big_tile, 0), 1);
 }
 
 TEST(SplitHeuristic, DecodeSplitsKeepFourKeyTilesAndAboutTwoCtasPerSm) {
