@@ -8,8 +8,9 @@ for the LSE never allocates the (b, h, s_q, s_k) matrix.
 Autograd goes through torch.autograd.Functions that call the private custom ops
 (_flash_attn_forward, ...; see _custom_ops.py) through the module-level `_wrapped_*` names, so
 code that patches those names, as some tools do, is honoured. Outside torch.compile the forward
-ops' Python implementations are called directly (_torch_library.eager: the dispatcher costs
-microseconds per call).
+ops' and the KV-cache op's Python implementations are called directly (_torch_library.eager: the
+dispatcher costs tens of microseconds per call; the KV-cache append still bumps the caches'
+version counters, as the dispatcher would).
 
 Layouts: dense (b, s, h, d); varlen (total, h, d) with int32 cu_seqlens (b + 1);
 qkv packed (b, s, 3, h, d) / (total, 3, h, d); kv packed (b, s, 2, h_k, d) / (total, 2, h_k, d).

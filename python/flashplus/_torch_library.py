@@ -4,6 +4,7 @@ Custom ops make the ctypes calls opaque to torch.compile (which traces the fake 
 instead) and let CUDA graphs capture them like any other op. flash_attn/_custom_ops.py registers
 flash-attn's private ops with the same helpers.
 """
+import functools
 import inspect
 from typing import List, Optional, Tuple
 
@@ -14,11 +15,12 @@ from . import ops
 _HAS_CUSTOM_OP = hasattr(torch.library, "custom_op") and hasattr(torch.library, "register_fake")
 
 
-# Registered op handle (torch.ops.<ns>.<name>) -> (the Python function it runs, whether the op
-# declares mutated arguments).
+# Registered op handle (torch.ops.<ns>.<name>) -> (the Python function it runs, the positions and
+# names of the arguments the op declares mutated).
 _IMPLEMENTATIONS = {}
 
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+_increment_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
 
 def custom_op(name, mutates_args):
@@ -31,25 +33,44 @@ def custom_op(name, mutates_args):
         op.__doc__ = fn.__doc__
         op.__name__ = fn.__name__
         namespace, op_name = name.split("::")
-        _IMPLEMENTATIONS[getattr(getattr(torch.ops, namespace), op_name)] = (fn, bool(mutates_args))
+        names = list(inspect.signature(fn).parameters)
+        mutated = tuple((names.index(arg), arg) for arg in mutates_args)
+        _IMPLEMENTATIONS[getattr(getattr(torch.ops, namespace), op_name)] = (fn, mutated)
         return op
     return wrap
+
+
+def _call_and_mark_mutated(fn, mutated, *args, **kwargs):
+    """fn(*args, **kwargs), then what the dispatcher does for a custom op's mutated arguments in
+    eager mode: bump their version counters, so autograd still detects an in-place change to a
+    tensor it saved. (Inference tensors have no version counter.)"""
+    result = fn(*args, **kwargs)
+    for position, name in mutated:
+        t = args[position] if position < len(args) else kwargs.get(name)
+        if isinstance(t, torch.Tensor) and not t.is_inference():
+            _increment_version(t)
+    return result
 
 
 def eager(handle, mutates_nothing: bool = False):
     """What to call for `handle` (a registered op, or whatever a tool patched in its place).
 
-    Outside torch.compile a registered op is swapped for its Python implementation when the call
-    mutates nothing (an op without mutated arguments, or a caller that knows this call writes none
-    of them, as a KV-cache step without new keys): the dispatcher's path (autograd redispatch,
-    the custom-op wrapper, a dynamo-disable frame) costs microseconds per call, a visible share of
-    a decode step or a short sequence, and gives an eager caller nothing. Under torch.compile (and
-    on torch without torch.compiler.is_compiling) the op itself is called, so tracing sees the
-    opaque op."""
+    Outside torch.compile a registered op is swapped for its Python implementation: the
+    dispatcher's path (autograd redispatch, the custom-op wrapper, a dynamo-disable frame) costs
+    tens of microseconds per call, a visible share of a decode step or a short sequence, and gives
+    an eager caller nothing but the version-counter bump of the arguments the op mutates, which
+    the swap does itself (_call_and_mark_mutated; skipped where the caller knows this call writes
+    none of them, as a KV-cache step without new keys). Under torch.compile (and on torch without
+    torch.compiler.is_compiling or torch.autograd.graph.increment_version, for a mutating call)
+    the op itself is called, so tracing sees the opaque op."""
     if _is_compiling is None or _is_compiling():
         return handle
-    fn, mutates = _IMPLEMENTATIONS.get(handle, (handle, False))
-    return handle if mutates and not mutates_nothing else fn
+    fn, mutated = _IMPLEMENTATIONS.get(handle, (handle, ()))
+    if not mutated or mutates_nothing or fn is handle:
+        return fn
+    if _increment_version is None:
+        return handle
+    return functools.partial(_call_and_mark_mutated, fn, mutated)
 
 
 def register_fake(op):

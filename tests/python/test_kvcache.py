@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import oracle
-from fa_support import DEVICE_DTYPES, dtype_id, rand, require_build
+from fa_support import DEVICE_DTYPES, DEVICES, dtype_id, rand, require_build
 from flash_attn import flash_attn_with_kvcache
 
 CASES = [
@@ -169,3 +169,58 @@ def test_num_splits_agree():
             for n in (0, 1, 2, 7)]
     for o in outs[1:]:
         assert torch.allclose(o, outs[0], atol=1e-5)
+
+
+def _append_step(device, dtype=torch.bfloat16):
+    """Caches, one new token per sequence, and the call that appends it (eager path)."""
+    require_build(device, dtype, 64)
+    q = rand(2, 1, 4, 64, device=device, dtype=dtype)
+    k_cache, v_cache = (rand(2, 40, 2, 64, device=device, dtype=dtype) for _ in range(2))
+    k_new, v_new = (rand(2, 1, 2, 64, device=device, dtype=dtype) for _ in range(2))
+    seqlens = torch.tensor([5, 30], dtype=torch.int32, device=device)
+    return q, k_cache, v_cache, k_new, v_new, seqlens
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eager_append_matches_the_op_and_bumps_versions(device):
+    """Eager calls skip the dispatcher (_torch_library.eager) but keep what it gives: the same
+    result as the registered op, and the version-counter bump of the caches it writes."""
+    from flashplus import _torch_library
+    q, k_cache, v_cache, k_new, v_new, seqlens = _append_step(device)
+    k_op, v_op = k_cache.clone(), v_cache.clone()
+    versions = (k_cache._version, v_cache._version)
+    out, lse = flash_attn_with_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens=seqlens,
+                                       causal=True, return_softmax_lse=True)
+    assert k_cache._version > versions[0] and v_cache._version > versions[1]
+    out_op, lse_op = _torch_library.fwd_kvcache(
+        q, k_op, v_op, k_new, v_new, None, None, seqlens, None, None, None, None, 64 ** -0.5,
+        True, -1, 0, 0.0, True, 0)
+    assert torch.equal(out, out_op) and torch.equal(lse, lse_op)
+    assert torch.equal(k_cache, k_op) and torch.equal(v_cache, v_op)
+    # Without new keys nothing is written, and nothing is bumped.
+    versions = (k_cache._version, v_cache._version)
+    flash_attn_with_kvcache(q, k_cache, v_cache, cache_seqlens=seqlens)
+    assert (k_cache._version, v_cache._version) == versions
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autograd_sees_the_cache_append(device):
+    """A cache that another op saved for backward and then got appended to: backward refuses,
+    as it does after any in-place change, instead of computing with the new contents."""
+    q, k_cache, v_cache, k_new, v_new, seqlens = _append_step(device)
+    weight = torch.randn(k_cache.shape, device=device, dtype=k_cache.dtype, requires_grad=True)
+    loss = (weight * k_cache).sum()  # saves k_cache for weight's gradient
+    flash_attn_with_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens=seqlens)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_append_under_inference_mode(device):
+    """Inference tensors have no version counter; the eager append must not need one."""
+    with torch.inference_mode():
+        q, k_cache, v_cache, k_new, v_new, seqlens = _append_step(device)
+        before = k_cache.clone()
+        flash_attn_with_kvcache(q, k_cache, v_cache, k_new, v_new, cache_seqlens=seqlens)
+        assert torch.equal(k_cache[0, 5], k_new[0, 0]) and torch.equal(k_cache[1, 30], k_new[1, 0])
+        assert torch.equal(k_cache[0, :5], before[0, :5])
