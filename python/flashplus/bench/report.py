@@ -224,7 +224,8 @@ def plot(data: Dict, path: str) -> Optional[str]:
                 ax.legend(fontsize=7)
     fig.suptitle(f"{data['meta']['device_name']} {data['meta']['date']} "
                  f"(preset {data['meta'].get('preset')})", fontsize=10)
-    fig.tight_layout()
+    # Keep ~0.45 inch above the panels for the title (tight_layout alone lets it overlap them).
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
