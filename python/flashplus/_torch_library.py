@@ -66,7 +66,7 @@ def eager(handle, mutates_nothing: bool = False):
     if _is_compiling is None or _is_compiling():
         return handle
     fn, mutated = _IMPLEMENTATIONS.get(handle, (handle, ()))
-    if not mutated or mutates_nothing or fn is handle:
+    if not mutated or mutates_nothing:
         return fn
     if _increment_version is None:
         return handle
